@@ -1,0 +1,27 @@
+"""Dataset adapters. Each turns one on-disk layout into the same reading interface.
+
+Every adapter returns an object with ``name``, ``tr``, ``trim_start``, ``trim_end``,
+``stories``, ``train_stories``, ``test_stories``, ``subjects`` and the methods ``words(story)``,
+``responses(subject, story)``, ``test_target(subject, story)``, ``repeats(subject, story)``,
+``voxels(subject)`` and ``validate(subjects)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lmbrain.datasets.native import NativeDataset
+
+ADAPTERS = {"native": NativeDataset}
+
+
+def open_dataset(path: str | Path, format: str = "native"):  # noqa: A002 - config key name
+    """Open the dataset at ``path`` with the adapter named by ``format``."""
+    try:
+        adapter = ADAPTERS[format]
+    except KeyError:
+        raise ValueError(f"unknown dataset format {format!r}; known: {sorted(ADAPTERS)}") from None
+    return adapter(path)
+
+
+__all__ = ["ADAPTERS", "NativeDataset", "open_dataset"]

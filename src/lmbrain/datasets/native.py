@@ -1,0 +1,240 @@
+"""The native dataset layout (documented in README.md, "Point it at real data").
+
+::
+
+    <root>/dataset.yaml                       tr, trim, test_stories, n_repeats, subjects
+    <root>/stimuli/<story>.tsv                word  onset  offset   (seconds from run start)
+    <root>/responses/<subject>/<story>.npy    (n_trs, n_voxels) float
+    <root>/responses/<subject>/<story>_repeats.npy   (n_repeats, n_trs, n_voxels), test stories
+    <root>/voxels/<subject>.tsv               hemisphere (L or R), optional roi
+
+TR ``k`` of a run is acquired at ``k * tr + tr / 2`` seconds (:func:`lmbrain.temporal.tr_times`).
+"""
+
+from __future__ import annotations
+
+import csv
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from lmbrain.errors import InputError
+from lmbrain.stimulus import Words, read_word_table
+
+DEFAULT_MAX_TRAILING_S = 40.0
+
+
+class NativeDataset:
+    """Reader for a dataset in the native layout.
+
+    Parameters
+    ----------
+    root : str or Path
+        Folder holding ``dataset.yaml``.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        meta_path = self.root / "dataset.yaml"
+        if not meta_path.is_file():
+            raise InputError(meta_path, "dataset description not found (is `path` right?)")
+        try:
+            meta = yaml.safe_load(meta_path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(meta_path, f"not valid YAML: {exc}") from exc
+        self.meta_path = meta_path
+        self.meta = meta
+        try:
+            self.tr = float(meta["tr"])
+        except (KeyError, TypeError, ValueError):
+            raise InputError(meta_path, "needs `tr` (repetition time in seconds)") from None
+        if self.tr <= 0:
+            raise InputError(meta_path, "`tr` must be positive")
+        trim = meta.get("trim", {}) or {}
+        self.trim_start = int(trim.get("start", 0))
+        self.trim_end = int(trim.get("end", 0))
+        self.name = str(meta.get("name", self.root.name))
+        self.n_repeats = meta.get("n_repeats")
+        self.max_trailing_s = float(meta.get("max_trailing_s", DEFAULT_MAX_TRAILING_S))
+        stim_dir = self.root / "stimuli"
+        if not stim_dir.is_dir():
+            raise InputError(stim_dir, "stimuli folder not found")
+        self.stories = sorted(p.stem for p in stim_dir.glob("*.tsv"))
+        if not self.stories:
+            raise InputError(stim_dir, "no <story>.tsv files")
+        tests = meta.get("test_stories")
+        if not tests:
+            raise InputError(meta_path, "needs `test_stories` (a list of held-out stories)")
+        unknown = [s for s in tests if s not in self.stories]
+        if unknown:
+            raise InputError(meta_path, f"test stories {unknown} have no stimuli/<story>.tsv")
+        self.test_stories = list(tests)
+        self.train_stories = [s for s in self.stories if s not in self.test_stories]
+        if len(self.train_stories) < 2:
+            raise InputError(meta_path, "needs at least two training stories for cross-validation")
+
+    @cached_property
+    def subjects(self) -> list[str]:
+        """Subjects listed in ``dataset.yaml`` or, failing that, the folders in ``responses/``."""
+        listed = self.meta.get("subjects")
+        if listed:
+            return [str(s) for s in listed]
+        resp = self.root / "responses"
+        return sorted(p.name for p in resp.iterdir() if p.is_dir()) if resp.is_dir() else []
+
+    # -- reading ---------------------------------------------------------------------------
+    def stimulus_path(self, story: str) -> Path:
+        return self.root / "stimuli" / f"{story}.tsv"
+
+    def response_path(self, subject: str, story: str) -> Path:
+        return self.root / "responses" / subject / f"{story}.npy"
+
+    def repeats_path(self, subject: str, story: str) -> Path:
+        return self.root / "responses" / subject / f"{story}_repeats.npy"
+
+    def voxels_path(self, subject: str) -> Path:
+        return self.root / "voxels" / f"{subject}.tsv"
+
+    def words(self, story: str) -> Words:
+        """Words and timings of ``story``."""
+        return read_word_table(self.stimulus_path(story))
+
+    def _load(self, path: Path, ndim: int) -> np.ndarray:
+        if not path.is_file():
+            raise InputError(path, "response file not found")
+        try:
+            arr = np.load(path, mmap_mode="r")
+        except (ValueError, OSError) as exc:
+            raise InputError(path, f"not a readable .npy array ({exc})") from exc
+        if arr.ndim != ndim:
+            raise InputError(path, f"expected a {ndim}-D array, found shape {arr.shape}")
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise InputError(path, f"expected floating-point responses, found {arr.dtype}")
+        return arr
+
+    def responses(self, subject: str, story: str) -> np.ndarray:
+        """(n_trs, n_voxels) float32 responses of ``subject`` to ``story`` (whole run)."""
+        return np.asarray(self._load(self.response_path(subject, story), 2), dtype=np.float32)
+
+    def repeats(self, subject: str, story: str) -> np.ndarray | None:
+        """(n_repeats, n_trs, n_voxels) repeats of a test story, or None if absent."""
+        path = self.repeats_path(subject, story)
+        if not path.is_file():
+            return None
+        return np.asarray(self._load(path, 3), dtype=np.float32)
+
+    def test_target(self, subject: str, story: str) -> np.ndarray:
+        """The response a model is scored against: the mean over repeats when present."""
+        reps = self.repeats(subject, story)
+        if reps is not None:
+            return reps.mean(axis=0)
+        return self.responses(subject, story)
+
+    def voxels(self, subject: str) -> dict[str, np.ndarray]:
+        """Voxel table of ``subject``: ``hemisphere`` ('L'/'R') and ``roi`` arrays."""
+        path = self.voxels_path(subject)
+        if not path.is_file():
+            raise InputError(path, f"voxels file for subject '{subject}' not found")
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        if not rows or "hemisphere" not in rows[0]:
+            raise InputError(path, "needs a tab-separated header with a `hemisphere` column")
+        hemi = np.array([r["hemisphere"].strip().upper() for r in rows])
+        bad = sorted(set(hemi) - {"L", "R"})
+        if bad:
+            raise InputError(path, f"hemisphere must be L or R, found {bad}")
+        roi = np.array([(r.get("roi") or "").strip() for r in rows])
+        return {"hemisphere": hemi, "roi": roi}
+
+    # -- validation ------------------------------------------------------------------------
+    def _check_duration(self, path: Path, n_trs: int, words: Words) -> None:
+        covered = n_trs * self.tr
+        if covered < words.end:
+            raise InputError(
+                path,
+                f"responses have {n_trs} TRs ({covered:.1f} s at TR {self.tr} s) but the stimulus "
+                f"lasts {words.end:.1f} s: the TR count does not match the stimulus duration",
+            )
+        if covered - words.end > self.max_trailing_s:
+            raise InputError(
+                path,
+                f"responses have {n_trs} TRs ({covered:.1f} s) but the stimulus ends at "
+                f"{words.end:.1f} s: the TR count does not match the stimulus duration "
+                f"(more than max_trailing_s={self.max_trailing_s:g} s of silence after the last word)",
+            )
+        if n_trs <= self.trim_start + self.trim_end:
+            raise InputError(path, f"{n_trs} TRs leave nothing after trimming")
+
+    def validate(self, subjects: list[str]) -> dict:
+        """Check every file the workflow will read and return a manifest.
+
+        Parameters
+        ----------
+        subjects : list of str
+            Subjects to check.
+
+        Returns
+        -------
+        dict
+            ``stories`` (n_trs, n_words, test flag), ``subjects`` (n_voxels, hemisphere counts),
+            and the timing parameters; written as the dataset manifest.
+
+        Raises
+        ------
+        InputError
+            Naming the first bad file and the problem.
+        """
+        stories = {}
+        words = {story: self.words(story) for story in self.stories}
+        for subject in subjects:
+            vox = self.voxels(subject)
+            n_vox = len(vox["hemisphere"])
+            for story in self.stories:
+                test = story in self.test_stories
+                rep_path = self.repeats_path(subject, story)
+                if test and rep_path.is_file():
+                    arr = self._load(rep_path, 3)
+                    n_trs, n_v, path = arr.shape[1], arr.shape[2], rep_path
+                    if arr.shape[0] < 2:
+                        raise InputError(rep_path, "needs at least 2 repeats for a noise ceiling")
+                else:
+                    path = self.response_path(subject, story)
+                    arr = self._load(path, 2)
+                    n_trs, n_v = arr.shape
+                if n_v != n_vox:
+                    raise InputError(
+                        path,
+                        f"has {n_v} voxels but {self.voxels_path(subject)} lists {n_vox}",
+                    )
+                self._check_duration(path, n_trs, words[story])
+                known = stories.setdefault(story, {"n_trs": n_trs})
+                if known["n_trs"] != n_trs:
+                    raise InputError(
+                        path, f"has {n_trs} TRs but other subjects have {known['n_trs']} for {story}"
+                    )
+        for story in self.stories:
+            stories.setdefault(story, {})
+            stories[story].update(
+                {"n_words": len(words[story]), "test": story in self.test_stories}
+            )
+        subj = {}
+        for subject in subjects:
+            hemi = self.voxels(subject)["hemisphere"]
+            subj[subject] = {
+                "n_voxels": int(hemi.size),
+                "n_left": int((hemi == "L").sum()),
+                "n_right": int((hemi == "R").sum()),
+            }
+        return {
+            "dataset": self.name,
+            "root": str(self.root),
+            "tr": self.tr,
+            "trim_start": self.trim_start,
+            "trim_end": self.trim_end,
+            "stories": stories,
+            "train_stories": self.train_stories,
+            "test_stories": self.test_stories,
+            "subjects": subj,
+        }
