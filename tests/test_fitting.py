@@ -1,0 +1,162 @@
+"""Tests of the voxelwise ridge fitting against closed forms and planted truths."""
+
+import numpy as np
+import pytest
+
+from lmbrain import fitting
+from lmbrain.errors import ConfigError
+
+
+def _groups(n_stories, rows_per_story):
+    return np.repeat([f"story{i:02d}" for i in range(n_stories)], rows_per_story)
+
+
+# --------------------------------------------------------------------------- closed form
+@pytest.mark.parametrize(
+    ("n_samples", "n_features", "solver"), [(80, 10, "primal"), (30, 60, "dual")]
+)
+def test_single_alpha_matches_closed_form(n_samples, n_features, solver):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n_samples, n_features))
+    Y = X @ rng.normal(size=(n_features, 5)) + rng.normal(size=(n_samples, 5))
+    alpha = 7.0
+    fit = fitting.fit_ridge_cv(X, Y, _groups(5, n_samples // 5), [alpha], backend="numpy")
+    assert fit.solver == solver  # chosen automatically from the shape
+    assert fit.coef.shape == (n_features, 5) and fit.coef.dtype == np.float32
+    want = np.linalg.solve(X.T @ X + alpha * np.eye(n_features), X.T @ Y)
+    np.testing.assert_allclose(fit.coef, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    np.testing.assert_array_equal(fit.best_alphas, alpha)
+
+
+@pytest.mark.parametrize("solver", ["primal", "dual"])
+def test_forced_solver_and_batches_give_same_coef(solver):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 12))
+    Y = rng.normal(size=(40, 7))
+    alphas = [0.1, 10.0, 1000.0]
+    groups = _groups(4, 10)
+    ref = fitting.fit_ridge_cv(X, Y, groups, alphas, backend="numpy", solver="primal")
+    fit = fitting.fit_ridge_cv(
+        X, Y, groups, alphas, backend="numpy", solver=solver, n_targets_batch=3, n_alphas_batch=2
+    )
+    assert fit.solver == solver
+    np.testing.assert_array_equal(fit.best_alphas, ref.best_alphas)
+    assert set(fit.best_alphas) <= set(alphas)
+    np.testing.assert_allclose(fit.coef, ref.coef, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(fit.cv_scores, ref.cv_scores, atol=1e-4)
+    np.testing.assert_allclose(fitting.predict(fit, X), X.astype(np.float32) @ fit.coef, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- planted truth
+def test_planted_truth_alpha_direction_and_prediction():
+    rng = np.random.default_rng(2)
+    n_train, n_test, n_feat, n_vox = 400, 200, 20, 20
+    W = rng.normal(size=(n_feat, n_vox))
+    noise_sd = np.r_[np.full(10, 0.3), np.full(10, 30.0)]  # high vs very low SNR voxels
+    X = rng.normal(size=(n_train + n_test, n_feat))
+    Y = X @ W + rng.normal(size=(n_train + n_test, n_vox)) * noise_sd
+    alphas = np.logspace(-2, 5, 15)
+    fit = fitting.fit_ridge_cv(
+        X[:n_train], Y[:n_train], _groups(8, 50), alphas, n_folds=4, backend="numpy"
+    )
+    high, low = slice(0, 10), slice(10, 20)
+    assert np.median(fit.best_alphas[low]) > 10 * np.median(fit.best_alphas[high])
+    assert np.all(fit.cv_scores[high] > 0.9)
+    truth = X[n_train:] @ W
+    pred = fitting.predict(fit, X[n_train:])
+    r = [np.corrcoef(pred[:, v], truth[:, v])[0, 1] for v in range(n_vox)]
+    assert min(r[:10]) > 0.99
+    assert np.median(r[10:]) > 0.3  # noisy voxels: shrunk, but still pointing at the truth
+
+
+# --------------------------------------------------------------------------- splits
+def test_story_folds_never_split_a_story():
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(3, 20, size=7)
+    groups = np.concatenate([[f"s{i}"] * k for i, k in enumerate(sizes)])
+    groups = groups[rng.permutation(groups.size)]  # rows of a story need not be contiguous
+    folds = fitting.story_folds(groups, n_folds=3)
+    assert len(folds) == 3
+    seen = np.zeros(groups.size, dtype=int)
+    for train, val in folds:
+        assert len(val) > 0 and len(train) > 0
+        assert set(groups[train]).isdisjoint(groups[val])
+        assert np.array_equal(np.sort(np.r_[train, val]), np.arange(groups.size))
+        seen[val] += 1
+    np.testing.assert_array_equal(seen, 1)  # each row validated exactly once
+    again = fitting.story_folds(groups, n_folds=3)
+    for (a, b), (c, d) in zip(folds, again, strict=True):
+        np.testing.assert_array_equal(a, c)
+        np.testing.assert_array_equal(b, d)
+
+
+def test_story_folds_caps_and_errors():
+    groups = _groups(3, 4)
+    assert len(fitting.story_folds(groups, n_folds=10)) == 3
+    with pytest.raises(ValueError, match=">= 2"):
+        fitting.story_folds(_groups(1, 5), n_folds=5)
+
+
+def test_nested_train_subsets():
+    stories = [f"story{i}" for i in range(10)]
+    fractions = [0.1, 0.25, 0.5, 1.0]
+    subsets = fitting.nested_train_subsets(stories[::-1], fractions, seed=0)
+    assert [len(subsets[f]) for f in fractions] == [1, 3, 5, 10]
+    for small, big in zip(fractions, fractions[1:], strict=False):
+        assert set(subsets[small]) <= set(subsets[big])
+    assert set(subsets[1.0]) == set(stories)
+    assert subsets == fitting.nested_train_subsets(stories, fractions, seed=0)
+    others = [fitting.nested_train_subsets(stories, [0.5], seed=s)[0.5] for s in range(1, 6)]
+    assert any(o != subsets[0.5] for o in others)
+    assert fitting.nested_train_subsets(stories, [0.01], seed=0)[0.01] != []
+    for bad in (0.0, 1.5, -0.1):
+        with pytest.raises(ValueError):
+            fitting.nested_train_subsets(stories, [bad], seed=0)
+
+
+def test_alpha_grid():
+    np.testing.assert_allclose(fitting.alpha_grid([1, 10.0]), [1.0, 10.0])
+    np.testing.assert_allclose(fitting.alpha_grid({"logspace": [0, 2, 3]}), [1.0, 10.0, 100.0])
+    for bad in ([], [0.0, 1.0], [-1.0], {"logspace": [0, 1]}, {"linspace": [0, 1, 2]}):
+        with pytest.raises(ConfigError):
+            fitting.alpha_grid(bad)
+
+
+# --------------------------------------------------------------------------- backend/solver
+def test_choose_solver():
+    assert fitting.choose_solver(100, 10) == "primal"
+    assert fitting.choose_solver(10, 10) == "primal"
+    assert fitting.choose_solver(10, 100) == "dual"
+    assert fitting.choose_solver(100, 10, "dual") == "dual"
+    with pytest.raises(ValueError):
+        fitting.choose_solver(10, 10, "lsqr")
+
+
+def test_select_backend(monkeypatch):
+    from himalaya.backend import get_backend
+
+    monkeypatch.setattr(fitting, "_cuda_available", lambda: False)
+    assert fitting.select_backend("auto") == "numpy"
+    assert get_backend().name == "numpy"
+    with pytest.raises(ValueError):
+        fitting.select_backend("tensorflow")
+
+
+@pytest.mark.parametrize("solver", ["primal", "dual"])
+def test_torch_backend_matches_numpy(solver):
+    """The torch code path (used on GPU as torch_cuda) returns the same numpy results."""
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(30, 20))
+    Y = X @ rng.normal(size=(20, 4)) + rng.normal(size=(30, 4))
+    args = (X, Y, _groups(3, 10), [0.1, 10.0, 1000.0])
+    try:
+        fit = fitting.fit_ridge_cv(*args, backend="torch", solver=solver, n_targets_batch=3)
+    finally:
+        fitting.select_backend("numpy")
+    ref = fitting.fit_ridge_cv(*args, backend="numpy", solver=solver)
+    assert isinstance(fit.coef, np.ndarray) and fit.coef.dtype == np.float32
+    assert fit.backend == "torch"
+    np.testing.assert_array_equal(fit.best_alphas, ref.best_alphas)
+    np.testing.assert_allclose(fit.coef, ref.coef, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(fit.cv_scores, ref.cv_scores, atol=1e-4)
