@@ -1,0 +1,403 @@
+"""Scaling, layer and asymmetry figures.
+
+Every public function takes the score table (:func:`lmbrain.aggregate.read_score_rows`)
+and, where a fit line is drawn, the fit table (:func:`lmbrain.aggregate.scaling_fits`),
+draws one panel per dataset and writes a PNG (dpi 150) atomically. Figures are built with
+the object-oriented API on the Agg canvas (no pyplot, no global figure state), so nothing
+is left open. Degenerate inputs (one model, one train fraction, NaN scores) draw what
+exists; where a fit is impossible the panel says so instead of drawing a line.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from lmbrain.aggregate import TRAINED, at_largest_fraction, best_layers, model_summary
+from lmbrain.io import atomic_path
+
+DPI = 150
+UNTRAINED_LABEL = "untrained (random init)"
+NO_FIT_TEXT = "fit needs >= 2 model sizes"
+UNTRAINED_COLOR = "0.55"
+PANEL_SIZE = (6.4, 4.8)  # inches per dataset panel
+WIDE_PANEL_SIZE = (9.0, 4.8)  # panels with the legend outside, right of the axes
+
+
+# --------------------------------------------------------------------------- public
+
+
+def plot_scaling_models(scores: pd.DataFrame, fits: pd.DataFrame, path: str | Path) -> None:
+    """Brain score against model size, with the log-linear fit.
+
+    Parameters
+    ----------
+    scores : pandas.DataFrame
+        Score rows (all layers, fractions, subjects).
+    fits : pandas.DataFrame
+        Fit table; its ``fit="params"``, ``group="trained"`` row gives the line.
+    path : str or Path
+        Output PNG.
+
+    Notes
+    -----
+    One filled marker per trained model (best layer by CV score at the largest train
+    fraction, mean over subjects, error bars = SEM over subjects when there are several),
+    untrained twins as hollow grey markers, model names annotated, and the fitted line
+    with the bootstrap 95% CI of its slope in the legend.
+    """
+    _save(_build_scaling_models(scores, fits), path)
+
+
+def plot_scaling_data(scores: pd.DataFrame, fits: pd.DataFrame, path: str | Path) -> None:
+    """Brain score against the amount of training data, one line per model.
+
+    Parameters
+    ----------
+    scores : pandas.DataFrame
+        Score rows.
+    fits : pandas.DataFrame
+        Fit table; ``fit="data"`` rows give each model's slope (legend).
+    path : str or Path
+        Output PNG.
+
+    Notes
+    -----
+    x = training TRs (log scale), y = best-layer mean r at each train fraction, mean over
+    subjects with SEM error bars; untrained models dashed.
+    """
+    _save(_build_scaling_data(scores, fits), path)
+
+
+def plot_layers(scores: pd.DataFrame, path: str | Path) -> None:
+    """Mean test r against relative layer depth, one line per model.
+
+    Parameters
+    ----------
+    scores : pandas.DataFrame
+        Score rows; the largest train fraction of each dataset is used.
+    path : str or Path
+        Output PNG.
+
+    Notes
+    -----
+    x = layer / n_layers (0 = embeddings, 1 = last layer), y = mean over subjects of
+    ``mean_r`` with a SEM band; untrained models dashed.
+    """
+    _save(_build_layers(scores), path)
+
+
+def plot_asymmetry(scores: pd.DataFrame, fits: pd.DataFrame, path: str | Path) -> None:
+    """Left - right hemisphere brain score against model size.
+
+    Parameters
+    ----------
+    scores : pandas.DataFrame
+        Score rows.
+    fits : pandas.DataFrame
+        Fit table; its ``fit="asymmetry"``, ``group="trained"`` row gives the line.
+    path : str or Path
+        Output PNG.
+
+    Notes
+    -----
+    Same layout as :func:`plot_scaling_models` with y = mean_r_left - mean_r_right of the
+    best layer and a dashed zero line.
+    """
+    _save(_build_asymmetry(scores, fits), path)
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def _build_scaling_models(scores: pd.DataFrame, fits: pd.DataFrame) -> Figure:
+    summary = model_summary(scores) if len(scores) else None
+    return _per_dataset(
+        scores,
+        lambda ax, ds: _draw_size_panel(ax, ds, summary, fits, "mean_r", "params"),
+    )
+
+
+def _build_asymmetry(scores: pd.DataFrame, fits: pd.DataFrame) -> Figure:
+    summary = model_summary(scores) if len(scores) else None
+    return _per_dataset(
+        scores,
+        lambda ax, ds: _draw_size_panel(ax, ds, summary, fits, "asym", "asymmetry"),
+    )
+
+
+def _build_scaling_data(scores: pd.DataFrame, fits: pd.DataFrame) -> Figure:
+    draw = partial(_draw_data_panel, scores=scores, fits=fits)
+    return _per_dataset(scores, draw, WIDE_PANEL_SIZE)
+
+
+def _build_layers(scores: pd.DataFrame) -> Figure:
+    return _per_dataset(scores, partial(_draw_layer_panel, scores=scores), WIDE_PANEL_SIZE)
+
+
+def _per_dataset(scores: pd.DataFrame, draw, panel: tuple = PANEL_SIZE) -> Figure:
+    """A figure with one panel per dataset (a single 'no data' panel when empty)."""
+    datasets = sorted(scores["dataset"].dropna().unique()) if len(scores) else []
+    n = max(1, len(datasets))
+    fig = Figure(figsize=(panel[0] * n, panel[1]), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    if not datasets:
+        _note(axes[0], "no data")
+    for ax, dataset in zip(axes, datasets, strict=False):
+        draw(ax, dataset)
+    return fig
+
+
+def _save(fig: Figure, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
+    fig.clear()
+
+
+# --------------------------------------------------------------------------- panels
+
+_Y_LABELS = {
+    "mean_r": "Mean test correlation r (best layer)",
+    "asym": "Left - right mean r (best layer)",
+}
+_TITLES = {"params": "brain score vs model size", "asymmetry": "lateralization vs model size"}
+
+
+def _draw_size_panel(ax: Axes, dataset, summary, fits, column: str, fit: str) -> None:
+    """Markers per model against n_params, untrained hollow, fit line or a note."""
+    rows = summary[summary["dataset"] == dataset] if summary is not None else None
+    ax.set_xscale("log")
+    ax.margins(x=0.12)
+    ax.set_xlabel("Parameters (log scale)")
+    ax.set_ylabel(_Y_LABELS[column])
+    if fit == "asymmetry":
+        ax.axhline(0.0, color="0.3", lw=0.8, ls="--", zorder=0)
+    if rows is not None:
+        _pad_log_x(ax, rows.loc[np.isfinite(rows[column]), "n_params"])
+    drawn = _size_markers(ax, rows, column) if rows is not None else 0
+    row = _fit_row(fits, dataset, fit, TRAINED)
+    sizes = np.array([])
+    if rows is not None:
+        trained = rows[~rows["untrained"].astype(bool) & np.isfinite(rows[column])]
+        sizes = trained["n_params"].to_numpy(dtype=float)
+        sizes = sizes[np.isfinite(sizes) & (sizes > 0)]
+    if row is not None and np.isfinite(row["slope"]) and sizes.size:
+        _fit_line(ax, row, sizes)
+    elif row is not None or np.unique(sizes).size < 2:
+        _note(ax, NO_FIT_TEXT, y=0.06)
+    else:
+        _note(ax, "no fit available", y=0.06)
+    if drawn == 0:
+        _note(ax, "no finite scores")
+    ax.set_title(f"{dataset}: {_TITLES[fit]}{_subject_note(rows)}")
+    _legend(ax)
+
+
+def _size_markers(ax: Axes, rows: pd.DataFrame, column: str) -> int:
+    """Draw one marker per model; return how many were drawn."""
+    ok = rows[np.isfinite(rows[column]) & (rows["n_params"] > 0)]
+    colors = _model_colors(rows["model"])
+    untrained_labelled = False
+    for _, r in ok.iterrows():
+        err = r[f"{column}_sem"] if np.isfinite(r[f"{column}_sem"]) else None
+        if r["untrained"]:
+            label = None if untrained_labelled else UNTRAINED_LABEL
+            untrained_labelled = True
+            style = {"color": UNTRAINED_COLOR, "mfc": "none", "mew": 1.5}
+        else:
+            label, style = None, {"color": colors[r["model"]]}
+        ax.errorbar(
+            r["n_params"], r[column], yerr=err, fmt="o", ms=8, capsize=3, label=label, **style
+        )
+        ax.annotate(
+            r["model"],
+            (r["n_params"], r[column]),
+            xytext=(6, 6),
+            textcoords="offset points",
+            fontsize=8,
+            color=style["color"],
+        )
+    return len(ok)
+
+
+def _fit_line(ax: Axes, row: pd.Series, sizes: np.ndarray) -> None:
+    xs = np.logspace(np.log10(sizes.min()), np.log10(sizes.max()), 50)
+    ys = row["intercept"] + row["slope"] * np.log10(xs)
+    ax.plot(xs, ys, color="k", lw=1.5, label=f"log-linear fit: {slope_text(row)}", zorder=1)
+
+
+def _draw_data_panel(ax: Axes, dataset, scores: pd.DataFrame, fits: pd.DataFrame) -> None:
+    """One line per model: best-layer mean r against training TRs."""
+    ax.set_xscale("log")
+    ax.set_xlabel("Training data (TRs, log scale)")
+    ax.set_ylabel(_Y_LABELS["mean_r"])
+    best = best_layers(scores[scores["dataset"] == dataset])
+    colors = _model_colors(best["model"])
+    _pad_log_x(ax, best.loc[np.isfinite(best["mean_r"]), "n_train_trs"].astype(float))
+    drawn = 0
+    for model, sub in best.groupby("model", sort=True):
+        pts = _mean_sem(sub, "train_fraction", ["n_train_trs", "mean_r"])
+        pts = pts[np.isfinite(pts["mean_r"]) & (pts["n_train_trs"] > 0)]
+        if pts.empty:
+            continue
+        untrained = bool(sub["untrained"].iloc[0])
+        row = _fit_row(fits, dataset, "data", model)
+        label = f"{model}: {slope_text(row, ci=False)}" if row is not None else str(model)
+        ax.errorbar(
+            pts["n_train_trs"],
+            pts["mean_r"],
+            yerr=_finite_or_none(pts["mean_r_sem"]),
+            fmt="o--" if untrained else "o-",
+            color=UNTRAINED_COLOR if untrained else colors[model],
+            mfc="none" if untrained else None,
+            capsize=3,
+            label=label,
+        )
+        drawn += 1
+    if drawn == 0:
+        _note(ax, "no finite scores")
+    pooled = _fit_row(fits, dataset, "data", TRAINED)
+    pooled_text = f"\ntrained, common {slope_text(pooled)}" if pooled is not None else ""
+    ax.set_title(f"{dataset}: brain score vs training data{pooled_text}", fontsize=10)
+    _legend(ax, outside=True)
+
+
+def _draw_layer_panel(ax: Axes, dataset, scores: pd.DataFrame) -> None:
+    """Mean r against relative depth at the largest fraction, SEM band over subjects."""
+    ax.set_xlabel("Relative depth (layer / n_layers)")
+    ax.set_ylabel("Mean test correlation r")
+    ax.set_xlim(0, 1)
+    rows = at_largest_fraction(scores[scores["dataset"] == dataset])
+    colors = _model_colors(rows["model"])
+    drawn = 0
+    for model, sub in rows.groupby("model", sort=True):
+        pts = _mean_sem(sub, "layer", ["depth", "mean_r"])
+        pts = pts[np.isfinite(pts["mean_r"]) & np.isfinite(pts["depth"])]
+        if pts.empty:
+            continue
+        untrained = bool(sub["untrained"].iloc[0])
+        color = UNTRAINED_COLOR if untrained else colors[model]
+        ax.plot(
+            pts["depth"],
+            pts["mean_r"],
+            "--" if untrained else "-",
+            marker=".",
+            color=color,
+            label=model,
+        )
+        band = np.nan_to_num(pts["mean_r_sem"].to_numpy(dtype=float))
+        ax.fill_between(
+            pts["depth"], pts["mean_r"] - band, pts["mean_r"] + band, color=color, alpha=0.2, lw=0
+        )
+        drawn += 1
+    if drawn == 0:
+        _note(ax, "no finite scores")
+    fraction = rows["train_fraction"].max() if len(rows) else float("nan")
+    title = f"{dataset}: score by layer (train fraction {fraction:g})"
+    ax.set_title(title + _subject_note(rows, "SEM band"), fontsize=10)
+    _legend(ax, title=None, outside=True)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def slope_text(row: pd.Series | None, ci: bool = True) -> str:
+    """Legend text of a fit: ``"slope = 0.012 per decade [0.008, 0.016]"``.
+
+    Parameters
+    ----------
+    row : pandas.Series or None
+        A row of the fit table (slope, slope_ci_low, slope_ci_high).
+    ci : bool
+        Append the bootstrap 95% CI in brackets.
+
+    Returns
+    -------
+    str
+        The text; ``"slope n/a"`` when there is no finite slope.
+    """
+    if row is None or not np.isfinite(row["slope"]):
+        return "slope n/a"
+    text = f"slope = {_num(row['slope'])} per decade"
+    if ci and np.isfinite(row["slope_ci_low"]) and np.isfinite(row["slope_ci_high"]):
+        text += f" [{_num(row['slope_ci_low'])}, {_num(row['slope_ci_high'])}]"
+    return text
+
+
+def _num(value: float) -> str:
+    return f"{value:.3f}" if value == 0 or abs(value) >= 1e-3 else f"{value:.1e}"
+
+
+def _fit_row(fits: pd.DataFrame | None, dataset, fit: str, group) -> pd.Series | None:
+    if fits is None or len(fits) == 0:
+        return None
+    hit = fits[(fits["dataset"] == dataset) & (fits["fit"] == fit) & (fits["group"] == group)]
+    return None if hit.empty else hit.iloc[0]
+
+
+def _mean_sem(rows: pd.DataFrame, key: str, columns: list[str]) -> pd.DataFrame:
+    """Mean over subjects of ``columns`` per value of ``key``, with ``<last>_sem``."""
+    value = columns[-1]
+    grouped = rows.groupby(key, sort=True)
+    out = grouped[columns].mean()
+    out[f"{value}_sem"] = grouped[value].agg(_sem)
+    return out.reset_index()
+
+
+def _sem(values: pd.Series) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.std(ddof=1) / np.sqrt(len(finite))) if len(finite) > 1 else float("nan")
+
+
+def _finite_or_none(sem: pd.Series):
+    return sem.fillna(0.0).to_numpy(dtype=float) if np.isfinite(sem).any() else None
+
+
+def _model_colors(models: pd.Series) -> dict:
+    names = sorted(models.dropna().unique())
+    palette = [f"C{i % 10}" for i in range(len(names))]
+    return dict(zip(names, palette, strict=True))
+
+
+def _subject_note(rows: pd.DataFrame | None, what: str = "error bars: SEM") -> str:
+    if rows is None or rows.empty:
+        return ""
+    n = int(rows["n_subjects"].max()) if "n_subjects" in rows else rows["subject"].nunique()
+    return f"\n(n = {n} subjects; {what})" if n > 1 else "\n(1 subject)"
+
+
+def _pad_log_x(ax: Axes, xs: pd.Series) -> None:
+    """Give a log x axis a decade of room when all points sit at one x value."""
+    xs = xs[np.isfinite(xs) & (xs > 0)]
+    if len(xs) and xs.min() == xs.max():
+        ax.set_xlim(xs.min() / 3, xs.max() * 3)
+
+
+def _note(ax: Axes, text: str, y: float = 0.5) -> None:
+    ax.text(
+        0.5,
+        y,
+        text,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        fontsize=10,
+        color="0.3",
+        bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"},
+    )
+
+
+def _legend(
+    ax: Axes, title: str | None = "[ ] = bootstrap 95% CI of the slope", outside: bool = False
+) -> None:
+    if not ax.get_legend_handles_labels()[0]:
+        return
+    where = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if outside else {"loc": "best"}
+    ax.legend(fontsize=8, title=title, title_fontsize=7, **where)
