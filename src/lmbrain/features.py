@@ -1,0 +1,544 @@
+"""Per-word hidden states of a language model, each word seeing only the words before it.
+
+A word's vector at layer ``L`` is ``hidden_states[L]`` (0 = token embeddings, ``n_layers`` =
+last block, as transformers returns them) at the word's **last token**, computed from a
+context made of the preceding words only.
+
+How the story is cut (``extract_word_features``)
+-------------------------------------------------
+The words are joined with single spaces and tokenized once; each word is mapped to its last
+token through the tokenizer's character offsets (this handles BPE leading-space tokens such as
+GPT-2's ``"Ġword"`` / Llama's ``"▁word"`` and WordPiece continuations ``"##piece"`` alike).
+The special tokens the tokenizer adds at the start of a sequence (BOS for Llama/Gemma, CLS for
+BERT; none for GPT-2 or SmolLM2) are prepended to every window, so each window looks like an
+ordinary input to the model; an encoder's trailing SEP is appended after the word.
+
+*Causal models* (GPT, Llama, Gemma...) run overlapping windows: the first covers tokens
+``[0, C + S)`` and provides every word whose last token lies in it; window ``k >= 1`` covers
+``[e_k - C + 1, e_k + S)`` and provides the words whose last token lies in its final ``S``
+tokens ``[e_k, e_k + S)``. Causal attention means a token never sees later tokens of its
+window, so every word is conditioned on between ``C`` and ``C + S`` tokens ending at its last
+token (``C = context_tokens``, ``S = stride_tokens``), fewer only near the story start.
+The stride trades speed for uniformity: each token is computed about ``(C + S) / S`` times
+(3x for the default ``S = C // 2``) instead of ``C`` times for one window per word, while the
+context a word sees varies between ``C`` and ``C + S`` tokens. ``S = C`` halves the work again;
+small ``S`` approaches the exact per-word context.
+
+*Encoder models* (BERT, MiniLM) attend in both directions, so a shared window would let a word
+see the words after it. They get one window per word, ``C`` tokens ending at the word (the
+input is causal even though the model is not); this is exactly the naive baseline, batched.
+
+Absolute position embeddings (GPT-2, BERT) make a vector depend on where the window starts:
+windowed and per-word vectors are equal only when both windows start at the same token (e.g.
+when the whole story fits in ``C`` tokens). Rotary models (Llama, Gemma) depend only on
+relative positions, up to float rounding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lmbrain.errors import InputError
+
+
+@dataclass(frozen=True)
+class TokenizedStory:
+    """A story as one token sequence.
+
+    Attributes
+    ----------
+    ids : ndarray, shape (n_tokens,), int64
+        Token ids of the words joined with single spaces, without special tokens.
+    word_last : ndarray, shape (n_words,), int64
+        Index into ``ids`` of each word's last token; an empty word (left out of the text)
+        gets the previous word's token, or -1 before any token.
+    prefix, suffix : tuple of int
+        Special tokens the tokenizer puts before / after a sequence.
+    """
+
+    ids: np.ndarray
+    word_last: np.ndarray
+    prefix: tuple[int, ...]
+    suffix: tuple[int, ...]
+
+
+def special_tokens(tokenizer) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Special tokens the tokenizer adds before and after a text (BOS/CLS, EOS/SEP)."""
+    probe = "hello world"
+    plain = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
+    full = list(tokenizer(probe, add_special_tokens=True)["input_ids"])
+    for k in range(len(full) - len(plain) + 1):
+        if full[k : k + len(plain)] == plain:
+            return tuple(full[:k]), tuple(full[k + len(plain) :])
+    return (), ()
+
+
+def tokenize_story(tokenizer, words: Sequence[str]) -> TokenizedStory:
+    """Tokenize the words of a story once and find each word's last token.
+
+    Parameters
+    ----------
+    tokenizer : transformers tokenizer
+        A fast tokenizer (character offsets); slow tokenizers fall back to tokenizing word
+        by word with a leading space before every word but the first.
+    words : sequence of str
+        The words, in order; surrounding whitespace is stripped and empty words are left
+        out of the text (they share the previous word's last token).
+
+    Returns
+    -------
+    TokenizedStory
+    """
+    words = [str(w).strip() for w in words]
+    kept = [i for i, w in enumerate(words) if w]
+    try:
+        ids, kept_last = _tokenize_with_offsets(tokenizer, [words[i] for i in kept])
+    except (NotImplementedError, _UnorderedOffsets):
+        ids, kept_last = _tokenize_word_by_word(tokenizer, [words[i] for i in kept])
+    # an empty word is not in the text: it takes the last token before it (-1: none yet)
+    word_last = np.full(len(words), -1, dtype=np.int64)
+    word_last[kept] = kept_last
+    word_last = np.maximum.accumulate(word_last) if len(words) else word_last
+    prefix, suffix = special_tokens(tokenizer)
+    return TokenizedStory(
+        ids=np.asarray(ids, dtype=np.int64),
+        word_last=np.asarray(word_last, dtype=np.int64),
+        prefix=prefix,
+        suffix=suffix,
+    )
+
+
+class _UnorderedOffsets(Exception):
+    """Token offsets that do not increase along the text."""
+
+
+def _word_spans(words: Sequence[str]) -> tuple[str, np.ndarray, np.ndarray]:
+    lengths = np.array([len(w) for w in words], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]]) if len(words) else lengths
+    return " ".join(words), starts, starts + lengths
+
+
+def _tokenize_with_offsets(tokenizer, words):
+    text, w_start, w_end = _word_spans(words)
+    enc = tokenizer(
+        text, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False
+    )
+    ids = list(enc["input_ids"])
+    offsets = np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+    t_start, t_end = offsets[:, 0], offsets[:, 1]
+    if np.any(np.diff(t_start) < 0):
+        raise _UnorderedOffsets
+    # last token starting before the word's end; tokens of the next word start at or after it
+    word_last = np.searchsorted(t_start, w_end, side="left") - 1
+    _warn_on_straddling(word_last, t_end, w_start)
+    return ids, word_last
+
+
+def _warn_on_straddling(word_last, t_end, w_start) -> None:
+    """Warn when a word's last token runs into the next word (future-word leakage)."""
+    if len(word_last) < 2:
+        return
+    last = word_last[:-1]
+    valid = last >= 0
+    leaks = int(np.sum(t_end[last[valid]] > w_start[1:][valid]))
+    if leaks:
+        warnings.warn(
+            f"{leaks} word(s) share their last token with the next word; their vectors see "
+            "the start of that word",
+            stacklevel=3,
+        )
+
+
+def _tokenize_word_by_word(tokenizer, words):
+    ids: list[int] = []
+    word_last = []
+    for i, word in enumerate(words):
+        text = word if i == 0 else " " + word
+        ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
+        word_last.append(len(ids) - 1)
+    return ids, word_last
+
+
+def is_causal(model) -> bool:
+    """Whether a token's hidden state ignores later tokens (checked with a tiny probe).
+
+    Two 4-token inputs differing only in the last token are run; the model is causal when
+    the first three positions agree.
+    """
+    import torch
+
+    n_vocab = model.get_input_embeddings().weight.shape[0]
+    device = next(model.parameters()).device
+    base = [(7 * k + 3) % n_vocab for k in range(4)]
+    other = base[:3] + [(base[3] + 1) % n_vocab]
+    with torch.inference_mode():
+        a = model(input_ids=torch.tensor([base], device=device)).last_hidden_state[0, :3]
+        b = model(input_ids=torch.tensor([other], device=device)).last_hidden_state[0, :3]
+    a, b = a.float(), b.float()
+    return bool(torch.allclose(a, b, rtol=1e-3, atol=1e-5 * float(a.abs().max()) + 1e-7))
+
+
+def plan_windows(n_tokens: int, context_tokens: int, stride_tokens: int) -> list[tuple]:
+    """Overlapping windows of a causal pass (see the module docstring).
+
+    Parameters
+    ----------
+    n_tokens : int
+        Length of the story in tokens.
+    context_tokens, stride_tokens : int
+        ``C`` and ``S``.
+
+    Returns
+    -------
+    list of (start, emit_from, end)
+        Window ``[start, end)`` provides the tokens in ``[emit_from, end)``; the emitted
+        ranges tile ``[0, n_tokens)``.
+    """
+    if context_tokens < 1 or stride_tokens < 1:
+        raise ValueError("context_tokens and stride_tokens must be positive")
+    windows = []
+    emit_from, end = 0, min(n_tokens, context_tokens + stride_tokens)
+    while emit_from < n_tokens:
+        windows.append((max(0, emit_from - context_tokens + 1), emit_from, end))
+        emit_from, end = end, min(n_tokens, end + stride_tokens)
+    return windows
+
+
+def per_word_windows(word_last: np.ndarray, context_tokens: int) -> list[tuple]:
+    """One window of ``context_tokens`` tokens ending at each distinct word end."""
+    ends = np.unique(word_last[word_last >= 0])
+    return [(max(0, int(t) - context_tokens + 1), int(t), int(t) + 1) for t in ends]
+
+
+def extract_word_features(
+    model,
+    tokenizer,
+    words: Sequence[str],
+    layers: Sequence[int],
+    context_tokens: int = 256,
+    stride_tokens: int | None = None,
+    batch_size: int = 8,
+    device: str | None = None,
+    progress: bool = True,
+    causal: bool | None = None,
+) -> dict[int, np.ndarray]:
+    """Hidden states at each word's last token, from overlapping causal windows.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        Base model in eval mode (:func:`lmbrain.models.load_model`).
+    tokenizer : transformers tokenizer
+        Its tokenizer.
+    words : sequence of str
+        The story's words in order.
+    layers : sequence of int
+        Hidden-state indices, ``0`` (embeddings) to ``n_layers`` (last block).
+    context_tokens : int
+        ``C``: minimum number of tokens (ending at the word's last token) a word is
+        conditioned on, fewer only near the story start.
+    stride_tokens : int, optional
+        ``S``: new words per window, in tokens (default ``C // 2``); see the module
+        docstring for the trade-off. Shrunk if the model's position table is too short.
+    batch_size : int
+        Windows per forward pass.
+    device : str, optional
+        Where the inputs go; default the model's device.
+    progress : bool
+        Show a tqdm bar over batches.
+    causal : bool, optional
+        Override the causality probe (:func:`is_causal`); non-causal models get one window
+        per word.
+
+    Returns
+    -------
+    dict of int -> ndarray, shape (n_words, hidden_size), float32
+        Words before the first token (empty words at the story start) are zero.
+    """
+    if stride_tokens is not None and stride_tokens < 1:
+        raise ValueError(f"stride_tokens must be positive, got {stride_tokens}")
+    story = tokenize_story(tokenizer, words)
+    if causal is None:
+        causal = is_causal(model)
+    if causal:
+        stride = _fit_stride(model, story, context_tokens, stride_tokens)
+        windows = plan_windows(len(story.ids), context_tokens, stride)
+    else:
+        _fit_stride(model, story, context_tokens, 0)
+        windows = per_word_windows(story.word_last, context_tokens)
+    return _run_windows(
+        model, story, windows, layers, batch_size, device, not causal, progress, "features"
+    )
+
+
+def extract_word_features_naive(
+    model,
+    tokenizer,
+    words: Sequence[str],
+    layers: Sequence[int],
+    context_tokens: int = 256,
+    batch_size: int = 8,
+    device: str | None = None,
+    progress: bool = True,
+) -> dict[int, np.ndarray]:
+    """Baseline: one window per word, exactly ``context_tokens`` tokens ending at the word.
+
+    Same parameters and output as :func:`extract_word_features` (without the stride). The
+    trailing special tokens (SEP) are appended for non-causal models only.
+    """
+    story = tokenize_story(tokenizer, words)
+    _fit_stride(model, story, context_tokens, 0)
+    windows = per_word_windows(story.word_last, context_tokens)
+    suffix = not is_causal(model)
+    return _run_windows(
+        model, story, windows, layers, batch_size, device, suffix, progress, "naive"
+    )
+
+
+def _max_positions(model) -> int | None:
+    from lmbrain.models import _first_int
+
+    return _first_int(model.config.to_dict(), ("max_position_embeddings", "n_positions"))
+
+
+def _fit_stride(model, story: TokenizedStory, context: int, stride: int | None) -> int:
+    """Default stride ``C // 2``, shrunk so that a window fits the model's position table.
+
+    ``stride=0`` checks one-window-per-word inputs (``C`` tokens) without choosing a stride.
+    """
+    if context < 1:
+        raise ValueError(f"context_tokens must be positive, got {context}")
+    stride = max(1, context // 2) if stride is None else int(stride)
+    limit = _max_positions(model)
+    specials = len(story.prefix) + len(story.suffix)
+    if limit is None or min(context + stride, len(story.ids)) + specials <= limit:
+        return stride
+    room = limit - specials - context
+    if room < min(stride, 1):
+        raise ValueError(
+            f"context_tokens={context} plus {specials} special token(s) exceeds the model's "
+            f"{limit} positions"
+        )
+    warnings.warn(
+        f"stride_tokens={stride} does not fit the model's {limit} positions; using {room}",
+        stacklevel=3,
+    )
+    return room
+
+
+def _check_layers(layers: Sequence[int], n_layers: int) -> list[int]:
+    layers = [int(layer) for layer in layers]
+    bad = [layer for layer in layers if not 0 <= layer <= n_layers]
+    if bad:
+        raise ValueError(f"layers {bad} out of range: the model has hidden states 0..{n_layers}")
+    return layers
+
+
+def _run_windows(model, story, windows, layers, batch_size, device, add_suffix, progress, desc):
+    """Run the windows in batches and gather each emitted word's hidden states."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from lmbrain.models import n_layers_from_config
+
+    n_layers = n_layers_from_config(model.config.to_dict())
+    layers = _check_layers(layers, n_layers if n_layers is not None else max(layers, default=0))
+    device = torch.device(device) if device else next(model.parameters()).device
+    hidden = model.get_input_embeddings().weight.shape[1]
+    out = {layer: np.zeros((len(story.word_last), hidden), dtype=np.float32) for layer in layers}
+    if not len(story.ids) or not layers:
+        return out
+    jobs = [_window_job(story, w, add_suffix) for w in windows]
+    batches = [jobs[i : i + batch_size] for i in range(0, len(jobs), batch_size)]
+    pad_id = _pad_id(model, story)
+    with torch.inference_mode():
+        for batch in tqdm(batches, desc=desc, unit="batch", disable=not progress):
+            input_ids, mask = _pad_batch([job[0] for job in batch], pad_id, device)
+            states = model(
+                input_ids=input_ids, attention_mask=mask, output_hidden_states=True
+            ).hidden_states
+            rows = torch.cat([torch.full((len(j[2]),), b) for b, j in enumerate(batch)])
+            cols = torch.cat([torch.as_tensor(j[2]) for j in batch])
+            words = np.concatenate([j[1] for j in batch])
+            rows, cols = rows.to(device), cols.to(device)
+            for layer in layers:
+                out[layer][words] = states[layer][rows, cols].float().cpu().numpy()
+    return out
+
+
+def _window_job(story: TokenizedStory, window: tuple, add_suffix: bool):
+    """Token ids of a window, the words it provides and their positions in the window."""
+    start, emit_from, end = window
+    seq = list(story.prefix) + story.ids[start:end].tolist()
+    if add_suffix:
+        seq += list(story.suffix)
+    lo, hi = np.searchsorted(story.word_last, [emit_from, end], side="left")
+    words = np.arange(lo, hi)
+    positions = story.word_last[lo:hi] - start + len(story.prefix)
+    return seq, words, positions
+
+
+def _pad_id(model, story: TokenizedStory) -> int:
+    pad = getattr(model.config, "pad_token_id", None)
+    if isinstance(pad, int) and pad >= 0:
+        return pad
+    return int(story.ids[0])
+
+
+def _pad_batch(seqs: list[list[int]], pad_id: int, device):
+    """Right-pad token sequences; returns (input_ids, attention_mask) on ``device``."""
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, seq in enumerate(seqs):
+        ids[i, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
+        mask[i, : len(seq)] = 1
+    return ids.to(device), mask.to(device)
+
+
+# ---------------------------------------------------------------------------------------------
+# HDF5 storage
+
+
+def _dataset_name(story: str, layer: int) -> str:
+    story = str(story)
+    if not story or "/" in story or story.startswith("."):
+        raise ValueError(f"story name {story!r} cannot be an HDF5 group name")
+    return f"{story}/layer_{int(layer)}"
+
+
+class FeatureWriter:
+    """Stream per-word features into one HDF5 file that appears only when complete.
+
+    Datasets are ``/<story>/layer_<L>`` of shape (n_words, hidden); every key of ``info`` is
+    stored JSON-encoded as a file attribute. The file is written to a temporary path and
+    renamed onto ``path`` when the ``with`` block exits without error.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output ``.h5`` file.
+    info : mapping
+        Model and extraction metadata (JSON-serialisable).
+    storage_dtype : {"float32", "float16"}
+        On-disk dtype; :func:`read_features` always returns float32.
+
+    Examples
+    --------
+    >>> with FeatureWriter("feats.h5", info) as writer:  # doctest: +SKIP
+    ...     writer.add("story1", 3, array)
+    """
+
+    def __init__(self, path: str | Path, info: Mapping, storage_dtype: str = "float32"):
+        if np.dtype(storage_dtype) not in (np.float32, np.float16, np.float64):
+            raise ValueError(f"storage_dtype must be a float dtype, got {storage_dtype!r}")
+        self.path = Path(path)
+        self.info = dict(info)
+        self.storage_dtype = np.dtype(storage_dtype)
+        self._stack: contextlib.ExitStack | None = None
+        self._file = None
+
+    def __enter__(self) -> FeatureWriter:
+        import h5py
+
+        from lmbrain.io import atomic_path
+
+        with contextlib.ExitStack() as stack:
+            tmp = stack.enter_context(atomic_path(self.path))
+            self._file = stack.enter_context(h5py.File(tmp, "w"))
+            for key, value in self.info.items():
+                self._file.attrs[key] = json.dumps(value, default=_json_default)
+            self._file.attrs["storage_dtype"] = json.dumps(self.storage_dtype.name)
+            self._stack = stack.pop_all()
+        return self
+
+    def add(self, story: str, layer: int, array: np.ndarray) -> None:
+        """Write the (n_words, hidden) features of one story and layer."""
+        if self._file is None:
+            raise RuntimeError("FeatureWriter.add outside its `with` block")
+        array = np.asarray(array)
+        if array.ndim != 2:
+            raise ValueError(f"features must be 2-D (n_words, hidden), got shape {array.shape}")
+        self._file.create_dataset(
+            _dataset_name(story, layer), data=array.astype(self.storage_dtype)
+        )
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        stack, self._stack, self._file = self._stack, None, None
+        return bool(stack.__exit__(exc_type, exc, tb))
+
+
+def write_features(
+    path: str | Path,
+    story_features: Mapping[str, Mapping[int, np.ndarray]],
+    info: Mapping,
+    storage_dtype: str = "float32",
+) -> None:
+    """Write ``{story: {layer: array}}`` to an HDF5 file atomically (see :class:`FeatureWriter`)."""
+    with FeatureWriter(path, info, storage_dtype) as writer:
+        for story, per_layer in story_features.items():
+            for layer, array in per_layer.items():
+                writer.add(story, layer, array)
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def _open(path: str | Path):
+    import h5py
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "feature file not found")
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(path, f"not a readable HDF5 feature file ({exc})") from exc
+
+
+def read_features(path: str | Path, story: str, layer: int) -> np.ndarray:
+    """Features of one story and layer as a float32 (n_words, hidden) array.
+
+    Raises
+    ------
+    InputError
+        Missing file, story or layer (the message lists what is there).
+    """
+    with _open(path) as fh:
+        if story not in fh:
+            raise InputError(path, f"no story '{story}' (stories: {sorted(fh.keys())})")
+        key = f"layer_{int(layer)}"
+        if key not in fh[story]:
+            raise InputError(path, f"story '{story}' has no layer {layer} ({sorted(fh[story])})")
+        return fh[story][key][()].astype(np.float32)
+
+
+def read_feature_info(path: str | Path) -> dict:
+    """The ``info`` mapping a feature file was written with."""
+    with _open(path) as fh:
+        return {key: json.loads(value) for key, value in fh.attrs.items()}
+
+
+def read_feature_index(path: str | Path) -> dict[str, list[int]]:
+    """``{story: sorted layers}`` stored in a feature file."""
+    with _open(path) as fh:
+        return {
+            story: sorted(int(k.split("_", 1)[1]) for k in fh[story] if k.startswith("layer_"))
+            for story in fh
+        }

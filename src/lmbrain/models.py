@@ -1,0 +1,642 @@
+"""Resolving and loading language models: HF hub names, local folders, packages, GGUF files.
+
+A model entry of the configuration is a dict with the keys
+
+``model``
+    A Hugging Face hub name (``"gpt2"``, ``"org/name"``), a local folder, or
+    ``"package:<python_package>"``: the folder of an installed Python package that ships
+    weights (the shallowest folder inside it holding a model ``config.json``).
+``gguf_file`` (optional)
+    A GGUF file inside that folder (or on the hub repository). Transformers dequantizes it;
+    the dequantized model is converted once and cached under ``<cache>/converted/``. A
+    package that splits its GGUF into parts and offers ``assemble(output_path)`` is
+    assembled once into ``<cache>/gguf/``.
+``untrained`` / ``seed`` (optional)
+    A randomly initialised twin: same config and tokenizer, weights drawn with ``seed``.
+``name``, ``family``, ``n_layers`` (optional)
+    Id used in file names, family label, and a block-count override.
+
+Only the base model is loaded (``AutoModel``: no language-model head, which would be wasted
+compute for hidden states).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import struct
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from lmbrain.errors import ConfigError, InputError
+
+PACKAGE_PREFIX = "package:"
+HUB_HINT = "not a local folder and not found on the Hugging Face hub (offline?)"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+_SUB_CONFIGS = ("text_config", "language_config", "llm_config", "decoder")
+_N_LAYERS_CACHE = "n_layers.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# ids and sources
+
+
+def sanitize(text: str) -> str:
+    """Make ``text`` filesystem-safe.
+
+    ``/`` becomes ``--``, every other character outside ``[A-Za-z0-9._-]`` becomes ``_``, and
+    leading ``-`` / ``.`` are dropped (no hidden files, nothing that reads as an option).
+    """
+    return _UNSAFE.sub("_", str(text).replace("/", "--")).lstrip("-.") or "model"
+
+
+def model_id(entry: Mapping) -> str:
+    """Stable, filesystem-safe id of a model entry.
+
+    Parameters
+    ----------
+    entry : mapping
+        Model entry (see the module docstring).
+
+    Returns
+    -------
+    str
+        ``entry["name"]`` when given (sanitized); otherwise the ``model`` string with ``/``
+        replaced by ``--`` and every character outside ``[A-Za-z0-9._-]`` by ``_``, plus
+        ``-untrained-s<seed>`` for an untrained twin.
+    """
+    _check_entry(entry)
+    if entry.get("name"):
+        return sanitize(entry["name"])
+    mid = sanitize(entry["model"])
+    if entry.get("untrained"):
+        mid += f"-untrained-s{int(entry.get('seed') or 0)}"
+    return mid
+
+
+def _check_entry(entry) -> None:
+    if not isinstance(entry, Mapping) or not isinstance(entry.get("model"), str):
+        raise ConfigError("models", f"a model entry needs a `model` string, got {entry!r}")
+    if not entry["model"].strip():
+        raise ConfigError("models.model", "empty model name")
+
+
+def _looks_local(source: str) -> bool:
+    """Whether ``source`` can only be a filesystem path (hub ids are ``name`` or ``org/name``)."""
+    return source.startswith(("/", ".", "~")) or source.count("/") > 1 or "\\" in source
+
+
+def resolve_source(entry: Mapping, cache_dir: str | Path) -> tuple[Path | str, Path | str | None]:
+    """Where a model's files are.
+
+    Parameters
+    ----------
+    entry : mapping
+        Model entry.
+    cache_dir : str or Path
+        Cache folder (assembled GGUF files go to ``<cache_dir>/gguf/``).
+
+    Returns
+    -------
+    source : Path or str
+        Local folder (``Path``) or hub name (``str``).
+    gguf : Path, str or None
+        Local GGUF file (``Path``), GGUF file name in a hub repository (``str``), or None.
+
+    Raises
+    ------
+    InputError
+        A package that is not installed, a local folder or GGUF file that does not exist.
+    """
+    _check_entry(entry)
+    source = entry["model"].strip()
+    gguf_file = entry.get("gguf_file")
+    if source.startswith(PACKAGE_PREFIX):
+        return _resolve_package(source[len(PACKAGE_PREFIX) :], gguf_file, Path(cache_dir))
+    path = Path(source).expanduser()
+    if path.is_file() and path.suffix == ".gguf" and not gguf_file:
+        return path.parent, path
+    if path.is_dir():
+        if not gguf_file:
+            return path, None
+        gguf = path / gguf_file
+        if not gguf.is_file():
+            raise InputError(gguf, "GGUF file not found in the model folder")
+        return path, gguf
+    if _looks_local(source):
+        raise InputError(source, "model folder does not exist")
+    return source, gguf_file
+
+
+def _package_folder(package: str) -> Path:
+    """Folder of an installed package, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        raise InputError(
+            PACKAGE_PREFIX + package,
+            f"Python package '{package}' is not installed (pip install it)",
+        )
+    if spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    return Path(spec.origin).parent
+
+
+def _resolve_package(package: str, gguf_file: str | None, cache_dir: Path):
+    folder = _package_folder(package)
+    if not gguf_file:
+        return _config_folder(folder), None
+    direct = folder / gguf_file
+    if direct.is_file():
+        return folder, direct
+    nested = sorted(folder.rglob(gguf_file), key=lambda p: len(p.parts))
+    if nested:
+        return nested[0].parent, nested[0]
+    target = cache_dir / "gguf" / gguf_file
+    if not target.is_file():
+        _assemble(package, target)
+    return target.parent, target
+
+
+def _config_folder(folder: Path) -> Path:
+    """Shallowest folder under ``folder`` whose ``config.json`` describes a model."""
+    for cfg in sorted(folder.rglob("config.json"), key=lambda p: (len(p.parts), str(p))):
+        if "__pycache__" in cfg.parts:
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            if "model_type" in json.loads(cfg.read_text()):
+                return cfg.parent
+    return folder
+
+
+def _assemble(package: str, target: Path) -> None:
+    """Assemble a split GGUF with the package's ``assemble(output_path)`` (atomically)."""
+    module = importlib.import_module(package)
+    assemble = getattr(module, "assemble", None)
+    if assemble is None:
+        raise InputError(
+            PACKAGE_PREFIX + package,
+            f"GGUF file '{target.name}' is not in the package and it has no assemble()",
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".assemble-") as tmp:
+        out = assemble(Path(tmp) / target.name)
+        os.replace(Path(out) if out else Path(tmp) / target.name, target)
+
+
+# ---------------------------------------------------------------------------------------------
+# number of layers, cheaply
+
+
+def read_n_layers(entry: Mapping, cache_dir: str | Path) -> int:
+    """Number of transformer blocks of a model, without loading its weights.
+
+    Order: the entry's ``n_layers``; a GGUF file's ``<arch>.block_count``; a local
+    ``config.json``; ``transformers.AutoConfig`` for a hub name. Results are cached in
+    ``<cache_dir>/n_layers.json`` keyed by source, GGUF file and modification time.
+
+    Parameters
+    ----------
+    entry : mapping
+        Model entry.
+    cache_dir : str or Path
+        Cache folder.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    InputError
+        When the count cannot be found (the message suggests setting ``n_layers:``).
+    """
+    if entry.get("n_layers") is not None:
+        return int(entry["n_layers"])
+    source, gguf = resolve_source(entry, cache_dir)
+    key = _n_layers_key(source, gguf)
+    cache_file = Path(cache_dir) / _N_LAYERS_CACHE
+    cache = _read_json(cache_file)
+    if key in cache:
+        return int(cache[key])
+    n_layers = _compute_n_layers(source, gguf)
+    cache[key] = n_layers
+    with contextlib.suppress(OSError):
+        from lmbrain.io import save_json
+
+        save_json(cache_file, cache)
+    return n_layers
+
+
+def _n_layers_key(source, gguf) -> str:
+    stamp_file = None
+    if isinstance(gguf, Path):
+        stamp_file = gguf
+    elif isinstance(source, Path):
+        stamp_file = source / "config.json"
+    stamp = stamp_file.stat().st_mtime_ns if stamp_file and stamp_file.exists() else "hub"
+    return f"{source}|{gguf}|{stamp}"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _compute_n_layers(source, gguf) -> int:
+    hint = "set `n_layers:` for this model in the config"
+    if isinstance(gguf, Path):
+        meta = gguf_metadata(gguf)
+        arch = meta.get("general.architecture")
+        count = meta.get(f"{arch}.block_count")
+        if count is None:
+            raise InputError(gguf, f"GGUF metadata has no '{arch}.block_count'; {hint}")
+        return int(count)
+    if isinstance(source, Path):
+        cfg_file = source / "config.json"
+        if not cfg_file.is_file():
+            raise InputError(source, f"no config.json in the model folder; {hint}")
+        n_layers = n_layers_from_config(json.loads(cfg_file.read_text()))
+        if n_layers is None:
+            raise InputError(cfg_file, f"no layer count (num_hidden_layers, n_layer); {hint}")
+        return n_layers
+    try:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(source, gguf_file=gguf)
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            source, f"cannot read the model config: {HUB_HINT}; {hint} ({exc})"
+        ) from exc
+    n_layers = n_layers_from_config(config.to_dict())
+    if n_layers is None:
+        raise InputError(source, f"the model config has no layer count; {hint}")
+    return n_layers
+
+
+def n_layers_from_config(config: Mapping) -> int | None:
+    """Block count from a config dict (``num_hidden_layers``, ``n_layer``, ``text_config``...)."""
+    for key in _LAYER_KEYS:
+        if isinstance(config.get(key), int):
+            return int(config[key])
+    for key in _SUB_CONFIGS:
+        if isinstance(config.get(key), Mapping):
+            found = n_layers_from_config(config[key])
+            if found is not None:
+                return found
+    return None
+
+
+# GGUF value types (gguf.GGUFValueType): fixed-size scalars as struct formats.
+_GGUF_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q"}
+_GGUF_SCALARS[12] = "d"
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+
+
+def gguf_metadata(path: str | Path) -> dict:
+    """Scalar and string metadata of a GGUF file (arrays skipped), read in milliseconds.
+
+    ``gguf.GGUFReader`` parses every tokenizer array (seconds to tens of seconds for large
+    vocabularies); this reader streams the key-value header and skips arrays. It falls back
+    to ``GGUFReader`` for files it cannot parse (big-endian, GGUF v1).
+
+    Parameters
+    ----------
+    path : str or Path
+        GGUF file.
+
+    Returns
+    -------
+    dict
+        Key -> int, float, bool or str.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            return _stream_gguf_kv(fh)
+    except (struct.error, ValueError, UnicodeDecodeError):
+        return _gguf_reader_kv(path)
+    except OSError as exc:
+        raise InputError(path, f"cannot read GGUF file ({exc})") from exc
+
+
+def _stream_gguf_kv(fh) -> dict:
+    if fh.read(4) != b"GGUF":
+        raise ValueError("not a GGUF file")
+    version, _n_tensors, n_kv = struct.unpack("<IQQ", fh.read(20))
+    if version not in (2, 3):
+        raise ValueError(f"unsupported GGUF version {version}")
+    meta = {}
+    for _ in range(n_kv):
+        key = _gguf_string(fh)
+        (vtype,) = struct.unpack("<I", fh.read(4))
+        if vtype == _GGUF_ARRAY:
+            _skip_gguf_array(fh)
+        else:
+            meta[key] = _gguf_scalar(fh, vtype)
+    return meta
+
+
+def _gguf_string(fh) -> str:
+    (n,) = struct.unpack("<Q", fh.read(8))
+    return fh.read(n).decode("utf-8")
+
+
+def _gguf_scalar(fh, vtype: int):
+    if vtype == _GGUF_STRING:
+        return _gguf_string(fh)
+    fmt = "<" + _GGUF_SCALARS[vtype]
+    return struct.unpack(fmt, fh.read(struct.calcsize(fmt)))[0]
+
+
+def _skip_gguf_array(fh) -> None:
+    itype, count = struct.unpack("<IQ", fh.read(12))
+    if itype == _GGUF_STRING:
+        for _ in range(count):
+            (n,) = struct.unpack("<Q", fh.read(8))
+            fh.seek(n, os.SEEK_CUR)
+    elif itype == _GGUF_ARRAY:
+        for _ in range(count):
+            _skip_gguf_array(fh)
+    else:
+        fh.seek(count * struct.calcsize("<" + _GGUF_SCALARS[itype]), os.SEEK_CUR)
+
+
+def _gguf_reader_kv(path: Path) -> dict:
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(path)
+    except Exception as exc:  # any parse failure means a bad input file
+        raise InputError(path, f"not a readable GGUF file ({exc})") from exc
+    out = {}
+    for key, field in reader.fields.items():
+        value = field.contents()
+        if isinstance(value, int | float | bool | str):
+            out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def resolve_device(device: str | None) -> str:
+    """``"auto"`` (or None) -> ``"cuda"`` when available, else ``"cpu"``; others unchanged."""
+    import torch
+
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(device)
+
+
+def resolve_dtype(dtype: str, device: str):
+    """Compute dtype: as asked on GPU; on CPU float32 unless bfloat16 is asked for."""
+    import torch
+
+    table = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if dtype not in table:
+        raise ConfigError("features.dtype", f"unknown dtype {dtype!r}; use one of {list(table)}")
+    if str(device).startswith("cpu") and dtype == "float16":
+        return torch.float32
+    return table[dtype]
+
+
+def converted_dir(entry: Mapping, cache_dir: str | Path) -> Path:
+    """Folder of the cached dequantized conversion of a GGUF entry.
+
+    Keyed by the trained source (``model`` and ``gguf_file``, ignoring ``name``,
+    ``untrained`` and ``seed``), so a model and its untrained twin share one conversion.
+    """
+    stem = Path(str(entry["gguf_file"])).stem
+    return (
+        Path(cache_dir) / "converted" / f"{model_id({'model': entry['model']})}--{sanitize(stem)}"
+    )
+
+
+def ensure_converted(entry: Mapping, cache_dir: str | Path) -> Path:
+    """Dequantize a GGUF entry once into a regular HF folder (model + tokenizer); reuse it.
+
+    Parameters
+    ----------
+    entry : mapping
+        Model entry with ``gguf_file``.
+    cache_dir : str or Path
+        Cache folder.
+
+    Returns
+    -------
+    Path
+        The converted folder; it appears (atomically renamed into place) only when complete.
+    """
+    out = converted_dir(entry, cache_dir)
+    if (out / "config.json").is_file():
+        return out
+    source, gguf = resolve_source(entry, cache_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        _convert_gguf(source, gguf, tmp)
+        try:
+            os.replace(tmp, out)
+        except OSError:  # another process finished first
+            if not (out / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _convert_gguf(source, gguf, out: Path) -> None:
+    """Dequantize ``gguf`` with transformers and save model and tokenizer to ``out``."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    folder, name = (gguf.parent, gguf.name) if isinstance(gguf, Path) else (source, gguf)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        model = AutoModel.from_pretrained(
+            folder, gguf_file=name, dtype=torch.float32, **_dequantize_kwargs(name)
+        )
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise InputError(
+            gguf, f"cannot load GGUF file with transformers ({type(exc).__name__}: {exc})"
+        ) from exc
+    _drop_quantizer(model)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "lmbrain_conversion.json").write_text(
+        json.dumps({"source": str(source), "gguf_file": str(gguf)}, indent=2) + "\n"
+    )
+
+
+def _dequantize_kwargs(name: str) -> dict:
+    """Ask recent transformers (which can keep GGUF blocks packed) for a dense model."""
+    try:
+        from transformers import GgufConfig
+    except ImportError:  # older transformers always dequantize GGUF weights
+        return {}
+    return {"quantization_config": GgufConfig(gguf_file=name, dequantize=True)}
+
+
+def _drop_quantizer(model) -> None:
+    """Forget the (already dequantized) GGUF quantizer so the dense model saves normally."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
+    elif hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+
+
+def _load_tokenizer(folder, source):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(source, f"cannot load the tokenizer: {_why(source)} ({exc})") from exc
+
+
+def _why(source) -> str:
+    return "broken model folder" if isinstance(source, Path) else HUB_HINT
+
+
+def _load_config(folder, source):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(folder)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(source, f"cannot load the model config: {_why(source)} ({exc})") from exc
+
+
+def _load_weights(folder, source, dtype):
+    from transformers import AutoModel
+
+    try:
+        return AutoModel.from_pretrained(folder, dtype=dtype)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(source, f"cannot load the model: {_why(source)} ({exc})") from exc
+
+
+def _random_twin(config, seed: int, dtype):
+    """``AutoModel.from_config`` under a private RNG seeded with ``seed``."""
+    import torch
+    from transformers import AutoModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        model = AutoModel.from_config(config)
+    return model.to(dtype)
+
+
+def load_model(
+    entry: Mapping, cache_dir: str | Path, device: str = "cpu", dtype: str = "float32"
+) -> tuple:
+    """Load the base model (no LM head) and tokenizer of an entry, in eval mode.
+
+    Parameters
+    ----------
+    entry : mapping
+        Model entry (see the module docstring).
+    cache_dir : str or Path
+        Cache folder (assembled and converted GGUF models, layer counts).
+    device : str
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``... or ``"auto"`` (cuda when available).
+    dtype : {"float32", "float16", "bfloat16"}
+        Compute dtype; on CPU float32 is used unless bfloat16 is asked for.
+
+    Returns
+    -------
+    model : transformers.PreTrainedModel
+    tokenizer : transformers.PreTrainedTokenizerBase
+    info : dict
+        ``n_params``, ``n_params_nonembedding`` (minus the input token embedding), ``n_layers``,
+        ``hidden_size``, ``source`` (the entry's ``model``), ``path`` (resolved folder, hub
+        name or GGUF file), ``gguf_file``, ``untrained``, ``seed``,
+        ``architecture`` (config ``model_type``), ``model_class``, ``model_id``, ``dtype``,
+        ``device``.
+
+    Raises
+    ------
+    InputError
+        Unknown model (neither a local folder nor loadable from the hub), missing package or
+        GGUF file, or files transformers cannot read.
+    """
+    source, gguf = resolve_source(entry, cache_dir)
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    folder = ensure_converted(entry, cache_dir) if gguf is not None else source
+    tokenizer = _load_tokenizer(folder, source)
+    untrained = bool(entry.get("untrained"))
+    seed = int(entry.get("seed") or 0) if untrained else None
+    if untrained:
+        model = _random_twin(_load_config(folder, source), seed, torch_dtype)
+    else:
+        model = _load_weights(folder, source, torch_dtype)
+    model.to(device)
+    model.eval()
+    model.requires_grad_(False)
+    info = model_info(model)
+    info.update(
+        {
+            "model_id": model_id(entry),
+            "source": entry["model"],
+            "path": str(gguf if isinstance(gguf, Path) else source),
+            "gguf_file": entry.get("gguf_file"),
+            "untrained": untrained,
+            "seed": seed,
+            "dtype": str(torch_dtype).replace("torch.", ""),
+            "device": device,
+        }
+    )
+    return model, tokenizer, info
+
+
+def model_info(model) -> dict:
+    """Size and shape of a loaded base model.
+
+    Returns
+    -------
+    dict
+        ``n_params`` (unique parameters), ``n_params_nonembedding`` (minus the input token
+        embedding matrix; position embeddings stay counted), ``n_layers``, ``hidden_size``,
+        ``architecture`` and ``model_class``.
+    """
+    config = model.config.to_dict()
+    n_params = sum(p.numel() for p in model.parameters())
+    embedding = model.get_input_embeddings()
+    n_embedding = embedding.weight.numel() if embedding is not None else 0
+    hidden = _first_int(config, ("hidden_size", "n_embd", "d_model"))
+    return {
+        "n_params": int(n_params),
+        "n_params_nonembedding": int(n_params - n_embedding),
+        "n_layers": n_layers_from_config(config),
+        "hidden_size": hidden,
+        "architecture": config.get("model_type"),
+        "model_class": type(model).__name__,
+    }
+
+
+def _first_int(config: Mapping, keys) -> int | None:
+    for key in keys:
+        if isinstance(config.get(key), int):
+            return int(config[key])
+    for key in _SUB_CONFIGS:
+        if isinstance(config.get(key), Mapping):
+            found = _first_int(config[key], keys)
+            if found is not None:
+                return found
+    return None
