@@ -37,7 +37,9 @@ def make_native(root: Path, n_vox=6, tr=2.0, stories=("a", "b", "c", "t")):
         else:
             np.save(root / "responses" / "s1" / f"{story}.npy", rng.normal(size=(n_trs, n_vox)))
     hemi = ["L"] * (n_vox // 2) + ["R"] * (n_vox - n_vox // 2)
-    (root / "voxels" / "s1.tsv").write_text("hemisphere\troi\n" + "".join(f"{h}\tX\n" for h in hemi))
+    (root / "voxels" / "s1.tsv").write_text(
+        "hemisphere\troi\n" + "".join(f"{h}\tX\n" for h in hemi)
+    )
     return root
 
 

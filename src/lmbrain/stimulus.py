@@ -81,7 +81,9 @@ def read_word_table(path: str | Path) -> Words:
             continue
         cells = line.split("\t")
         if len(cells) < len(header):
-            raise InputError(path, f"line {lineno} has {len(cells)} fields, header has {len(header)}")
+            raise InputError(
+                path, f"line {lineno} has {len(cells)} fields, header has {len(header)}"
+            )
         word = cells[idx[0]].strip()
         try:
             on, off = float(cells[idx[1]]), float(cells[idx[2]])

@@ -212,7 +212,8 @@ class NativeDataset:
                 known = stories.setdefault(story, {"n_trs": n_trs})
                 if known["n_trs"] != n_trs:
                     raise InputError(
-                        path, f"has {n_trs} TRs but other subjects have {known['n_trs']} for {story}"
+                        path,
+                        f"has {n_trs} TRs but other subjects have {known['n_trs']} for {story}",
                     )
         for story in self.stories:
             stories.setdefault(story, {})

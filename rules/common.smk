@@ -1,0 +1,110 @@
+"""Configuration, DAG expansions and input functions shared by every rule."""
+
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from lmbrain.config import fraction_label, resolve_layers, validate_config
+from lmbrain.datasets import open_dataset
+from lmbrain.errors import LmbrainError
+from lmbrain.models import model_id, read_n_layers
+
+try:
+    CFG = validate_config(config, source=(workflow.configfiles or [None])[-1])
+except LmbrainError as exc:
+    raise WorkflowError(f"invalid configuration: {exc}") from None
+
+RESULTS = CFG["results"]
+CACHE = CFG["cache"]
+DATASETS = CFG["datasets"]
+MODELS = {model_id(entry): entry for entry in CFG["models"]}
+FRACTIONS = [fraction_label(f) for f in CFG["train_fractions"]]
+
+
+def _subjects(name):
+    spec = DATASETS[name]
+    if spec["subjects"] != "all":
+        return list(spec["subjects"])
+    if "simulate" in spec:
+        n = spec["simulate"]["n_subjects"]
+        return [f"sub-{i:02d}" for i in range(1, n + 1)]
+    try:
+        return open_dataset(spec["path"], spec["format"]).subjects
+    except LmbrainError as exc:
+        raise WorkflowError(f"dataset '{name}': {exc}") from None
+
+
+def _layers(mid):
+    entry = MODELS[mid]
+    try:
+        n_layers = read_n_layers(entry, CACHE)
+    except LmbrainError as exc:
+        raise WorkflowError(f"model '{mid}': {exc}") from None
+    spec = entry.get("layers", CFG["layers"])
+    try:
+        return resolve_layers(spec, n_layers)
+    except ValueError as exc:
+        raise WorkflowError(f"model '{mid}': {exc}") from None
+
+
+SUBJECTS = {name: _subjects(name) for name in DATASETS}
+LAYERS = {mid: _layers(mid) for mid in MODELS}
+
+
+def dataset_root(wildcards):
+    """The dataset folder; a simulated dataset is produced by `simulate_dataset`."""
+    return DATASETS[wildcards.dataset]["path"]
+
+
+def dataset_inputs(wildcards):
+    """Inputs of the dataset-reading rules (the simulated folder, or dataset.yaml)."""
+    spec = DATASETS[wildcards.dataset]
+    if "simulate" in spec:
+        return spec["path"]
+    return str(Path(spec["path"]) / "dataset.yaml")
+
+
+def fit_prefixes(dataset):
+    """Every (subject, model, layer, fraction) fit of a dataset, as output path prefixes."""
+    out = []
+    for subject in SUBJECTS[dataset]:
+        for mid in MODELS:
+            for layer in LAYERS[mid]:
+                for frac in FRACTIONS:
+                    out.append(
+                        f"{RESULTS}/{dataset}/fits/{subject}/{mid}/layer-{layer}_frac-{frac}"
+                    )
+    return out
+
+
+def fit_rows(wildcards):
+    """Summary rows of every fit of a dataset (inputs of the aggregate rules)."""
+    return [f"{prefix}.json" for prefix in fit_prefixes(wildcards.dataset)]
+
+
+def all_outputs():
+    out = []
+    for name in DATASETS:
+        base = f"{RESULTS}/{name}"
+        out += [f"{base}/summary/scores.tsv", f"{base}/summary/scaling_fits.tsv"]
+        out += [f"{base}/plots/{p}.png" for p in PLOTS]
+    return out
+
+
+PLOTS = ["scaling_models", "scaling_data", "layers", "asymmetry"]
+
+
+def extraction_gpus():
+    """GPUs an extraction job holds (for `--resources gpu=1` on a one-GPU workstation)."""
+    return 0 if CFG["features"]["device"] == "cpu" else 1
+
+
+def extraction_mem_mb(mid):
+    """Memory request of an extraction job (MB); a model entry may set `mem_mb`."""
+    return 8000
+
+
+def fit_mem_mb(input):
+    """Memory request of a fit job, scaled by the size of its feature file."""
+    size = Path(input.features).stat().st_size if Path(input.features).exists() else 0
+    return int(2000 + 4 * size / 1e6)

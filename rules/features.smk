@@ -1,0 +1,30 @@
+"""Feature extraction: one job per (dataset, model) writes every requested layer."""
+
+
+rule extract_features:
+    input:
+        data=dataset_inputs,
+        manifest=f"{RESULTS}/{{dataset}}/manifest/stimuli.json",
+    output:
+        f"{RESULTS}/{{dataset}}/features/{{model}}.h5",
+    log:
+        f"{RESULTS}/{{dataset}}/logs/extract_features/{{model}}.log",
+    benchmark:
+        f"{RESULTS}/{{dataset}}/benchmarks/extract_features/{{model}}.tsv"
+    conda:
+        "../envs/extract.yaml"
+    threads: min(workflow.cores, 8)
+    resources:
+        gpu=lambda wc: extraction_gpus(),
+        mem_mb=lambda wc: extraction_mem_mb(wc.model),
+    params:
+        entry=lambda wc: MODELS[wc.model],
+        layers=lambda wc: LAYERS[wc.model],
+        root=dataset_root,
+        format=lambda wc: DATASETS[wc.dataset]["format"],
+        context_tokens=CFG["features"]["context_tokens"],
+        stride_tokens=CFG["features"]["stride_tokens"],
+        storage_dtype=CFG["features"]["storage_dtype"],
+        cache=CACHE,
+    script:
+        "../scripts/extract_features.py"

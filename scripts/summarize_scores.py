@@ -1,0 +1,17 @@
+"""Collect every fit's summary row into scores.tsv and fit the scaling laws."""
+
+from lmbrain.aggregate import read_score_rows, scaling_fits
+from lmbrain.io import atomic_path
+from lmbrain.scripting import start
+
+log = start(snakemake)
+scores = read_score_rows(snakemake.input)
+fits = scaling_fits(
+    scores,
+    n_boot=snakemake.params.n_bootstrap,
+    seed=snakemake.params.seed,
+)
+for out, table in [(snakemake.output.scores, scores), (snakemake.output.fits, fits)]:
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+log.info("%d fits summarised", len(scores))

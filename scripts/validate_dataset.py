@@ -1,0 +1,12 @@
+"""Check every input file of a dataset (or of one subject) and write its manifest."""
+
+from lmbrain.datasets import open_dataset
+from lmbrain.io import save_json
+from lmbrain.scripting import start
+
+log = start(snakemake)
+dataset = open_dataset(snakemake.params.root, snakemake.params.format)
+subject = dict(snakemake.wildcards).get("subject")
+manifest = dataset.validate([subject] if subject else [])
+log.info("%s: %d stories checked", dataset.root, len(manifest["stories"]))
+save_json(snakemake.output[0], manifest)

@@ -1,0 +1,181 @@
+"""Workflow configuration: JSON-schema validation with defaults, and the DAG's expansions.
+
+The schema lives in ``lmbrain/schemas/config.schema.yaml``. :func:`load_config` validates a
+config mapping, fills in defaults and raises :class:`~lmbrain.errors.ConfigError` naming the
+offending key as a dotted path (``models.2.gguf_file``), so a typo is caught before any job runs.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import yaml
+
+from lmbrain.errors import ConfigError
+
+SCHEMA_FILE = "config.schema.yaml"
+
+
+def load_schema() -> dict:
+    """Return the configuration JSON schema as a mapping."""
+    text = resources.files("lmbrain.schemas").joinpath(SCHEMA_FILE).read_text()
+    return yaml.safe_load(text)
+
+
+def _fill_defaults(instance: Any, schema: dict) -> None:
+    """Fill literal ``default`` values of ``properties`` into ``instance`` (in place), recursively."""
+    if not isinstance(instance, dict):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _fill_defaults(instance[key], sub)
+            if sub.get("type") == "array" and isinstance(sub.get("items"), dict):
+                for item in instance[key] if isinstance(instance[key], list) else []:
+                    _fill_defaults(item, sub["items"])
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in schema.get("properties", {}):
+                _fill_defaults(value, extra)
+
+
+def _dotted(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def _best_error(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """Pick the most specific error of a ``oneOf`` failure for the message."""
+    if error.context:
+        deepest = max(error.context, key=lambda e: len(e.absolute_path))
+        if len(deepest.absolute_path) > len(error.absolute_path):
+            return _best_error(deepest)
+    return error
+
+
+def validate_config(config: dict, source: str | Path | None = None) -> dict:
+    """Validate ``config`` against the schema and return a copy with defaults filled in.
+
+    Parameters
+    ----------
+    config : dict
+        The configuration as loaded from YAML (Snakemake's ``config``).
+    source : str or Path, optional
+        The config file, for error messages.
+
+    Returns
+    -------
+    dict
+        Validated configuration with defaults.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first wrong key as a dotted path and the problem.
+    """
+    schema = load_schema()
+    cfg = copy.deepcopy(dict(config))
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        best = _best_error(err)
+        key = _dotted(best.absolute_path)
+        problem = best.message
+        if best is not err and err.validator == "oneOf":
+            problem = f"{problem} (expected one of the forms described in the schema: " + (
+                f"{err.schema.get('description', '').strip()})"
+            )
+        raise ConfigError(key, problem, source)
+    _fill_defaults(cfg, schema)
+    cfg.setdefault("layers", "all")
+    _check_semantics(cfg, source)
+    return cfg
+
+
+def _check_semantics(cfg: dict, source) -> None:
+    """Checks the schema cannot express: unique model ids, story-level constraints."""
+    from lmbrain.models import model_id
+
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(cfg["models"]):
+        mid = model_id(entry)
+        if mid in seen:
+            raise ConfigError(
+                f"models.{i}",
+                f"model id '{mid}' is already used by models.{seen[mid]}; give one a distinct `name`",
+                source,
+            )
+        seen[mid] = i
+    for name, spec in cfg["datasets"].items():
+        if "simulate" in spec:
+            spec["path"] = str(Path(cfg["results"]) / name / "dataset")
+        elif "path" not in spec:
+            raise ConfigError(
+                f"datasets.{name}.path", "required (the dataset's root folder)", source
+            )
+    fractions = cfg["train_fractions"]
+    if len(set(fractions)) != len(fractions):
+        raise ConfigError("train_fractions", "fractions must be distinct", source)
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read a YAML config file and validate it (see :func:`validate_config`)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError("<file>", f"not valid YAML: {exc}", path) from exc
+    return validate_config(raw or {}, source=path)
+
+
+def resolve_layers(spec, n_layers: int) -> list[int]:
+    """Turn a layer specification into sorted hidden-state indices.
+
+    Parameters
+    ----------
+    spec : "all", list of int, {"every": k} or {"count": n}
+        ``all`` gives 0..n_layers (0 = embeddings). ``{"every": k}`` gives 0, k, 2k, ... and
+        always the last layer. ``{"count": n}`` gives n layers evenly spaced in relative depth
+        (rounded), always including 0 and the last layer when n >= 2.
+    n_layers : int
+        Number of transformer blocks; valid indices are 0..n_layers.
+
+    Returns
+    -------
+    list of int
+    """
+    top = n_layers
+    if spec == "all":
+        return list(range(top + 1))
+    if isinstance(spec, dict) and "every" in spec:
+        layers = set(range(0, top + 1, int(spec["every"])))
+        layers.add(top)
+        return sorted(layers)
+    if isinstance(spec, dict) and "count" in spec:
+        n = int(spec["count"])
+        if n == 1:
+            return [top]
+        return sorted({int(round(x)) for x in np.linspace(0, top, n)})
+    if isinstance(spec, list):
+        out = set()
+        for layer in spec:
+            idx = layer + top + 1 if layer < 0 else layer
+            if not 0 <= idx <= top:
+                raise ValueError(
+                    f"layer {layer} is out of range for a model with {n_layers} layers"
+                )
+            out.add(idx)
+        return sorted(out)
+    raise ValueError(f"unknown layer specification {spec!r}")
+
+
+def fraction_label(fraction: float) -> str:
+    """Filesystem label of a train fraction (``0.25`` -> ``"0.25"``, ``1`` -> ``"1"``)."""
+    return f"{float(fraction):g}"
