@@ -1,5 +1,6 @@
 """Configuration, DAG expansions and input functions shared by every rule."""
 
+import shutil
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -7,7 +8,7 @@ from snakemake.exceptions import WorkflowError
 from lmbrain.config import fraction_label, resolve_layers, validate_config
 from lmbrain.datasets import open_dataset
 from lmbrain.errors import LmbrainError
-from lmbrain.models import model_id, read_n_layers
+from lmbrain.models import model_id, read_n_layers, resolve_source
 
 try:
     CFG = validate_config(config, source=(workflow.configfiles or [None])[-1])
@@ -64,13 +65,19 @@ def dataset_inputs(wildcards):
     return str(Path(spec["path"]) / "dataset.yaml")
 
 
+def model_fractions(mid):
+    """Train fractions fitted for a model (its own list, or the top-level one)."""
+    own = MODELS[mid].get("train_fractions")
+    return FRACTIONS if own is None else [fraction_label(f) for f in own]
+
+
 def fit_prefixes(dataset):
     """Every (subject, model, layer, fraction) fit of a dataset, as output path prefixes."""
     out = []
     for subject in SUBJECTS[dataset]:
         for mid in MODELS:
             for layer in LAYERS[mid]:
-                for frac in FRACTIONS:
+                for frac in model_fractions(mid):
                     out.append(
                         f"{RESULTS}/{dataset}/fits/{subject}/{mid}/layer-{layer}_frac-{frac}"
                     )
@@ -95,13 +102,36 @@ PLOTS = ["scaling_models", "scaling_data", "layers", "asymmetry"]
 
 
 def extraction_gpus():
-    """GPUs an extraction job holds (for `--resources gpu=1` on a one-GPU workstation)."""
-    return 0 if CFG["features"]["device"] == "cpu" else 1
+    """GPUs an extraction job holds (`--resources gpu=1` runs them one at a time).
+
+    `device: cuda` always asks for one; `device: auto` asks for one only where the DAG is
+    built on a machine with an NVIDIA driver, so a CPU-only run never waits for a GPU.
+    """
+    device = CFG["features"]["device"]
+    if device == "auto":
+        return int(shutil.which("nvidia-smi") is not None)
+    return int(device == "cuda")
 
 
 def extraction_mem_mb(mid):
-    """Memory request of an extraction job (MB); a model entry may set `mem_mb`."""
-    return 8000
+    """Memory request of an extraction job (MB): a float32 copy of the weights plus room.
+
+    The weights' size is estimated from the model's files on disk where they are local
+    (GGUF files are quantized, hence the factor); hub models get a flat 16 GB.
+    """
+    entry = MODELS[mid]
+    try:
+        source, gguf = resolve_source(entry, CACHE)
+    except LmbrainError:
+        return 16000
+    if gguf is not None and Path(gguf).is_file():
+        return int(4000 + 8 * Path(gguf).stat().st_size / 1e6)
+    folder = Path(source)
+    if folder.is_dir():
+        weights = sum(p.stat().st_size for p in folder.rglob("*.safetensors"))
+        weights += sum(p.stat().st_size for p in folder.rglob("*.bin"))
+        return int(4000 + 2 * weights / 1e6)
+    return 16000
 
 
 def fit_mem_mb(input):
