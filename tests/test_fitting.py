@@ -37,7 +37,7 @@ def test_forced_solver_and_batches_give_same_coef(solver):
     groups = _groups(4, 10)
     ref = fitting.fit_ridge_cv(X, Y, groups, alphas, backend="numpy", solver="primal")
     fit = fitting.fit_ridge_cv(
-        X, Y, groups, alphas, backend="numpy", solver=solver, n_targets_batch=3, n_alphas_batch=2
+        X, Y, groups, alphas, backend="numpy", solver=solver, n_targets_batch=3
     )
     assert fit.solver == solver
     np.testing.assert_array_equal(fit.best_alphas, ref.best_alphas)
@@ -160,3 +160,23 @@ def test_torch_backend_matches_numpy(solver):
     np.testing.assert_array_equal(fit.best_alphas, ref.best_alphas)
     np.testing.assert_allclose(fit.coef, ref.coef, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(fit.cv_scores, ref.cv_scores, atol=1e-4)
+
+
+@pytest.mark.parametrize("dual", [False, True])
+def test_gram_solver_matches_himalaya_estimators(dual):
+    """The one-decomposition-per-fold solver against himalaya's RidgeCV / KernelRidgeCV."""
+    from lmbrain.fitting import himalaya_ridge_cv, select_backend, solve_ridge_cv_gram
+
+    rng = np.random.default_rng(7)
+    n, p, v = (60, 90, 12) if dual else (120, 20, 12)
+    X = rng.standard_normal((n, p)).astype(np.float32)
+    W = rng.standard_normal((p, v)) * np.linspace(0.02, 1.0, v)
+    Y = (X @ W + rng.standard_normal((n, v)) * 2.0).astype(np.float32)
+    folds = fitting.story_folds(np.repeat(np.arange(6), n // 6), 3)
+    alphas = np.logspace(-1, 4, 9)
+    select_backend("numpy")
+    coef, best, cv = solve_ridge_cv_gram(X, Y, folds, alphas, dual=dual, n_targets_batch=5)
+    ref_coef, ref_best, ref_cv = himalaya_ridge_cv(X, Y, folds, alphas, dual=dual)
+    np.testing.assert_array_equal(best, ref_best)
+    np.testing.assert_allclose(cv, ref_cv, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(coef, ref_coef, rtol=1e-3, atol=1e-4 * np.abs(ref_coef).max())

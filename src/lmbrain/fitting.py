@@ -5,16 +5,14 @@ cross-validation in which the folds are whole stories (timepoints of one story
 are autocorrelated, so splitting a story between train and validation would
 leak). The model is then refit on all training rows with each voxel's alpha.
 
-Two equivalent solvers are used, whichever is cheaper:
-
-- primal (``himalaya.ridge.RidgeCV``, SVD of X) when ``n_samples >= n_features``;
-- dual (``himalaya.kernel_ridge.KernelRidgeCV`` with a linear kernel,
-  eigendecomposition of ``X X^T``) when ``n_samples < n_features``; the dual
-  coefficients are converted to primal weights ``X^T @ dual_coef`` so both
-  paths give the same kind of result.
-
-The computation backend (numpy on CPU, torch on GPU) is chosen in one place,
-:func:`select_backend`. torch is only imported there, lazily.
+The solver (:func:`solve_ridge_cv_gram`) decomposes the smaller Gram matrix once per
+fold -- ``X^T X`` (primal) when ``n_samples >= n_features``, ``X X^T`` (dual, a linear
+kernel) otherwise -- and derives the predictions of every penalty for every voxel from
+it; the dual solution is returned as primal weights ``X^T @ dual_coef`` so both paths
+give the same kind of result. It runs on himalaya's backends (numpy on CPU, torch on GPU),
+chosen in one place, :func:`select_backend`; torch is only imported there, lazily.
+:func:`himalaya_ridge_cv` fits the same model with himalaya's ``RidgeCV`` /
+``KernelRidgeCV`` and serves as the reference in tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -276,7 +274,6 @@ def fit_ridge_cv(
     backend: str = "auto",
     solver: str = "auto",
     n_targets_batch: int | None = None,
-    n_alphas_batch: int | None = None,
 ) -> RidgeFit:
     """Ridge regression with a per-voxel alpha chosen by story-grouped CV.
 
@@ -296,17 +293,14 @@ def fit_ridge_cv(
         See :func:`select_backend`.
     solver : {"auto", "primal", "dual"}
         See :func:`choose_solver`.
-    n_targets_batch, n_alphas_batch : int or None
-        Voxel / alpha batch sizes passed to the himalaya solver to bound
+    n_targets_batch : int or None
+        Voxels per batch inside the solver, to bound
         memory (None: all at once).
 
     Returns
     -------
     RidgeFit
     """
-    from himalaya.backend import get_backend
-    from himalaya.scoring import r2_score
-
     X = np.ascontiguousarray(X, dtype=np.float32)
     Y = np.ascontiguousarray(Y, dtype=np.float32)
     if Y.ndim == 1:
@@ -319,22 +313,143 @@ def fit_ridge_cv(
     chosen = choose_solver(X.shape[0], X.shape[1], solver)
     folds = story_folds(groups, n_folds)
     alphas = np.asarray(alphas, dtype=np.float64).ravel()
-    solver_params = dict(
-        n_targets_batch=n_targets_batch, n_alphas_batch=n_alphas_batch, score_func=r2_score
+    coef, best, cv_scores = solve_ridge_cv_gram(
+        X, Y, folds, alphas, dual=chosen == "dual", n_targets_batch=n_targets_batch
     )
-    if chosen == "primal":
-        model = _fit_primal(X, Y, alphas.astype(np.float32), folds, solver_params)
-        coef = get_backend().to_numpy(model.coef_)
-    else:
-        model = _fit_dual(X, Y, alphas.astype(np.float32), folds, solver_params)
-        coef = _dual_to_primal(X, model.dual_coef_, n_targets_batch)
-    bk = get_backend()
     return RidgeFit(
-        coef=np.asarray(coef, dtype=np.float32).reshape(X.shape[1], Y.shape[1]),
-        best_alphas=_snap_to_grid(bk.to_numpy(model.best_alphas_), alphas),
-        cv_scores=np.asarray(bk.to_numpy(model.cv_scores_)).ravel(),
+        coef=coef,
+        best_alphas=best,
+        cv_scores=cv_scores,
         solver=chosen,
         backend=backend_name,
+    )
+
+
+def _gram_decomposition(X, dual: bool):
+    from himalaya.backend import get_backend
+
+    """Eigen-decomposition of the smaller Gram matrix of ``X`` (on the active backend).
+
+    ``dual``: ``X X^T = V diag(lam) V^T``; primal: ``X^T X = V diag(lam) V^T``. Ridge
+    predictions for every penalty follow from it (see :func:`solve_ridge_cv_gram`).
+    Eigenvalues below zero (float32 round-off) are set to zero.
+    """
+    bk = get_backend()
+    gram = X @ X.T if dual else X.T @ X
+    lam, V = bk.eigh(gram)
+    return lam * (lam > 0), V
+
+
+def _r2_columns(y, pred):
+    """Per-column R^2 on the active backend."""
+    resid = ((y - pred) ** 2).sum(0)
+    centred = ((y - y.mean(0)) ** 2).sum(0)
+    return 1 - resid / centred
+
+
+def solve_ridge_cv_gram(
+    X: np.ndarray,
+    Y: np.ndarray,
+    folds: list,
+    alphas: np.ndarray,
+    dual: bool,
+    n_targets_batch: int | None = None,
+):
+    """Ridge for every penalty and voxel from one eigen-decomposition per fold.
+
+    For a fold with training rows ``X_t`` and validation rows ``X_v``, the ridge prediction
+    with penalty ``a`` is ``A diag(1 / (lam + a)) B`` where, in the primal form
+    (``X_t^T X_t = V diag(lam) V^T``), ``A = X_v V`` and ``B = V^T X_t^T Y_t``, and in the
+    dual form (``X_t X_t^T = V diag(lam) V^T``), ``A = X_v X_t^T V`` and ``B = V^T Y_t``.
+    One decomposition therefore serves every penalty and every voxel: per penalty only an
+    ``(n_val x r) @ (r x n_voxels)`` product remains, with ``r = min(n_train, n_features)``.
+    The validation R^2 is averaged over folds, each voxel takes the penalty with the best
+    mean, and the final weights come from one more decomposition on all rows, each voxel's
+    column scaled by its own penalty.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n_samples, n_features), float32
+    Y : ndarray, shape (n_samples, n_voxels), float32
+    folds : list of (train_idx, val_idx)
+    alphas : ndarray, shape (n_alphas,)
+    dual : bool
+        Decompose ``X X^T`` (n_samples < n_features) rather than ``X^T X``.
+    n_targets_batch : int, optional
+        Voxels per batch of the per-penalty products (bounds memory).
+
+    Returns
+    -------
+    coef : ndarray, shape (n_features, n_voxels), float32
+    best_alphas : ndarray, shape (n_voxels,), float64 (values of ``alphas``)
+    cv_scores : ndarray, shape (n_voxels,), mean validation R^2 at the chosen penalty
+    """
+    from himalaya.backend import get_backend
+
+    bk = get_backend()
+    n_vox = Y.shape[1]
+    batch = n_vox if n_targets_batch is None else max(1, int(n_targets_batch))
+    Xb, Yb = bk.asarray(X), bk.asarray(Y)
+    scores = np.zeros((len(alphas), n_vox), dtype=np.float64)
+    for train, val in folds:
+        xt, xv = Xb[bk.asarray(train)], Xb[bk.asarray(val)]
+        lam, V = _gram_decomposition(xt, dual)
+        A = (xv @ xt.T) @ V if dual else xv @ V
+        for lo in range(0, n_vox, batch):
+            cols = slice(lo, lo + batch)
+            yt, yv = Yb[bk.asarray(train)][:, cols], Yb[bk.asarray(val)][:, cols]
+            B = V.T @ yt if dual else V.T @ (xt.T @ yt)
+            for i, alpha in enumerate(alphas):
+                pred = (A * (1.0 / (lam + float(alpha)))) @ B
+                scores[i, cols] += bk.to_numpy(_r2_columns(yv, pred))
+    scores /= len(folds)
+    scores = np.where(np.isfinite(scores), scores, -np.inf)
+    best_idx = np.argmax(scores, axis=0)
+    best = alphas[best_idx]
+    cv_scores = scores[best_idx, np.arange(n_vox)]
+    cv_scores[~np.isfinite(cv_scores)] = np.nan
+
+    lam, V = _gram_decomposition(Xb, dual)
+    coef = np.empty((X.shape[1], n_vox), dtype=np.float32)
+    for lo in range(0, n_vox, batch):
+        cols = slice(lo, lo + batch)
+        y = Yb[:, cols]
+        B = V.T @ y if dual else V.T @ (Xb.T @ y)
+        shrink = 1.0 / (lam[:, None] + bk.asarray(best[cols].astype(np.float32))[None, :])
+        W = V @ (B * shrink)
+        coef[:, cols] = bk.to_numpy(Xb.T @ W if dual else W)
+    return coef, best, cv_scores
+
+
+def himalaya_ridge_cv(X, Y, folds, alphas, dual: bool, n_targets_batch=None, n_alphas_batch=None):
+    """Reference: the same fit with himalaya's ``RidgeCV`` / ``KernelRidgeCV`` estimators.
+
+    Used by the tests and benchmarks to check :func:`solve_ridge_cv_gram` against an
+    independent implementation (same folds, penalties and R^2 selection score).
+
+    Returns
+    -------
+    coef, best_alphas, cv_scores
+        As :func:`solve_ridge_cv_gram`.
+    """
+    from himalaya.backend import get_backend
+    from himalaya.scoring import r2_score
+
+    alphas = np.asarray(alphas, dtype=np.float64).ravel()
+    params = dict(
+        n_targets_batch=n_targets_batch, n_alphas_batch=n_alphas_batch, score_func=r2_score
+    )
+    bk = get_backend()
+    if dual:
+        model = _fit_dual(X, Y, alphas.astype(np.float32), folds, params)
+        coef = _dual_to_primal(X, model.dual_coef_, n_targets_batch)
+    else:
+        model = _fit_primal(X, Y, alphas.astype(np.float32), folds, params)
+        coef = bk.to_numpy(model.coef_)
+    return (
+        np.asarray(coef, dtype=np.float32).reshape(X.shape[1], -1),
+        _snap_to_grid(bk.to_numpy(model.best_alphas_), alphas),
+        np.asarray(bk.to_numpy(model.cv_scores_)).ravel(),
     )
 
 
