@@ -13,7 +13,7 @@ rule extract_features:
         f"{RESULTS}/{{dataset}}/benchmarks/extract_features/{{model}}.tsv"
     conda:
         "../envs/extract.yaml"
-    threads: 8
+    threads: CFG["features"]["threads"]
     resources:
         gpu=lambda wc: extraction_gpus(),
         mem_mb=lambda wc: extraction_mem_mb(wc.model),
