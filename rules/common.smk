@@ -49,6 +49,21 @@ def _layers(mid):
 
 
 SUBJECTS = {name: _subjects(name) for name in DATASETS}
+
+
+def _check_dataset(name):
+    """Validate a dataset on disk before any job runs (simulated ones are checked by rule)."""
+    spec = DATASETS[name]
+    if "simulate" in spec:
+        return
+    try:
+        open_dataset(spec["path"], spec["format"]).validate(SUBJECTS[name])
+    except LmbrainError as exc:
+        raise WorkflowError(f"dataset '{name}': {exc}") from None
+
+
+for _name in DATASETS:
+    _check_dataset(_name)
 LAYERS = {mid: _layers(mid) for mid in MODELS}
 
 
