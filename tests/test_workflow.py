@@ -34,8 +34,9 @@ SCORE_COLUMNS = (
 
 def run_snakemake(workdir: Path, *args: str, config: str = "config.yaml"):
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    cmd = [SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir)]
-    cmd += ["--configfile", str(workdir / config), *args]
+    # Targets and options first: `--configfile` takes every word that follows it.
+    cmd = [SNAKEMAKE, *args, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir)]
+    cmd += ["--configfile", str(workdir / config)]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1500)
 
 
