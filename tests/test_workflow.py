@@ -164,11 +164,12 @@ def test_adding_a_model_reruns_only_its_jobs(workflow_run, tiny_models):
 
 def test_rerun_reproduces_numbers(workflow_run):
     workdir, _ = workflow_run
-    target = workdir / "results" / "tiny" / "fits" / "sub-02" / "tiny-llama" / "layer-1_frac-0.5"
-    before = dict(np.load(f"{target}.npz"))
-    res = run_snakemake(workdir, f"{target}.npz", "--cores", "1", "--forcerun", f"{target}.npz")
+    rel = "results/tiny/fits/sub-02/tiny-llama/layer-1_frac-0.5.npz"  # relative to --directory
+    target = workdir / rel
+    before = dict(np.load(target))
+    res = run_snakemake(workdir, rel, "--cores", "1", "--forcerun", rel)
     assert res.returncode == 0, res.stderr[-3000:]
-    after = dict(np.load(f"{target}.npz"))
+    after = dict(np.load(target))
     for key in ["r", "alpha", "cv_score"]:
         np.testing.assert_array_equal(before[key], after[key])
 
