@@ -23,12 +23,14 @@ wildcard_constraints:
     model="[A-Za-z0-9_.-]+",
     layer="[0-9]+",
     fraction="[0-9.]+",
+    banded="[A-Za-z0-9_.+-]+",
 
 
 include: "rules/dataset.smk"
 include: "rules/features.smk"
 include: "rules/fit.smk"
 include: "rules/aggregate.smk"
+include: "rules/banded.smk"
 
 
 rule all:

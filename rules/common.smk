@@ -65,6 +65,46 @@ def _check_dataset(name):
 for _name in DATASETS:
     _check_dataset(_name)
 LAYERS = {mid: _layers(mid) for mid in MODELS}
+BANDED = {spec["name"]: spec for spec in CFG["banded"]}
+
+
+def banded_bands(name):
+    """Bands of a banded model: model id, resolved layer and output label each."""
+    out = []
+    for i, band in enumerate(BANDED[name]["bands"]):
+        mid = band["model"]
+        try:
+            n_layers = read_n_layers(MODELS[mid], CACHE)
+            (layer,) = resolve_layers([band["layer"]], n_layers)
+        except (LmbrainError, ValueError) as exc:
+            raise WorkflowError(f"banded model '{name}', band {i}: {exc}") from None
+        out.append({"model": mid, "layer": layer, "label": band.get("name", mid)})
+    return out
+
+
+def extraction_layers(mid):
+    """Hidden states to extract for a model: its fitted layers and any banded model's."""
+    extra = {
+        b["layer"] for name in BANDED for b in banded_bands(name) if b["model"] == mid
+    }
+    return sorted(set(LAYERS[mid]) | extra)
+
+
+def banded_feature_files(wildcards):
+    """Feature files of a banded model's bands, in band order."""
+    return [
+        f"{RESULTS}/{wildcards.dataset}/features/{b['model']}.h5"
+        for b in banded_bands(wildcards.banded)
+    ]
+
+
+def banded_fits(wildcards):
+    """Every (subject, banded model) fit of a dataset."""
+    return [
+        f"{RESULTS}/{wildcards.dataset}/banded/{subject}/{name}.npz"
+        for subject in SUBJECTS[wildcards.dataset]
+        for name in BANDED
+    ]
 
 
 def dataset_root(wildcards):
@@ -110,6 +150,8 @@ def all_outputs():
         base = f"{RESULTS}/{name}"
         out += [f"{base}/summary/scores.tsv", f"{base}/summary/scaling_fits.tsv"]
         out += [f"{base}/plots/{p}.png" for p in PLOTS]
+        if BANDED:
+            out += [f"{base}/summary/banded.tsv", f"{base}/plots/banded.png"]
     return out
 
 

@@ -19,7 +19,7 @@ rule extract_features:
         mem_mb=lambda wc: extraction_mem_mb(wc.model),
     params:
         entry=lambda wc: MODELS[wc.model],
-        layers=lambda wc: LAYERS[wc.model],
+        layers=lambda wc: extraction_layers(wc.model),
         root=dataset_root,
         format=lambda wc: DATASETS[wc.dataset]["format"],
         context_tokens=CFG["features"]["context_tokens"],

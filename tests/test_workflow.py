@@ -86,6 +86,13 @@ def tiny_config(models: Path) -> dict:
         "features": {"context_tokens": 16, "stride_tokens": 16, "batch_size": 16},
         "fitting": {"alphas": {"logspace": [0, 4, 5]}, "n_folds": 3},
         "aggregate": {"n_bootstrap": 50},
+        "banded": [
+            {
+                "name": "gpt2+llama",
+                "bands": [{"model": "tiny-gpt2", "layer": -1}, {"model": "tiny-llama", "layer": 1}],
+                "n_iter": 5,
+            }
+        ],
     }
 
 
@@ -134,6 +141,26 @@ def test_outputs_complete(workflow_run):
     assert row.mean_r == pytest.approx(np.nanmean(voxels["r"]), abs=1e-5)
     left = voxels["hemisphere"] == "L"
     assert row.mean_r_left == pytest.approx(np.nanmean(voxels["r"][left]), abs=1e-5)
+
+
+def test_banded_outputs(workflow_run):
+    workdir, _ = workflow_run
+    out = workdir / "results" / "tiny"
+    table = pd.read_csv(out / "summary" / "banded.tsv", sep="\t")
+    assert set(table["band"]) == {"tiny-gpt2", "tiny-llama"}
+    assert set(table["hemisphere"]) == {"all", "L", "R"}
+    vox = np.load(out / "banded" / "sub-01" / "gpt2+llama.npz")
+    shares = vox["split_r2_tiny-gpt2"] + vox["split_r2_tiny-llama"]
+    np.testing.assert_allclose(shares, vox["r2"], atol=1e-4)  # shares sum to the joint R^2
+    parts = vox["unique_tiny-gpt2"] + vox["unique_tiny-llama"] + vox["shared"]
+    np.testing.assert_allclose(parts, vox["r2"], rtol=1e-4, atol=1e-5)
+    mine = table[(table.subject == "sub-01") & (table.hemisphere == "L")].set_index("band")
+    left = vox["hemisphere"] == "L"
+    assert mine.loc["tiny-llama", "mean_split_r2"] == pytest.approx(
+        np.nanmean(vox["split_r2_tiny-llama"][left]), abs=1e-5
+    )
+    png = (out / "plots" / "banded.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_nothing_left_to_do(workflow_run):

@@ -120,9 +120,32 @@ def _check_semantics(cfg: dict, source) -> None:
             raise ConfigError(
                 f"datasets.{name}.path", "required (the dataset's root folder)", source
             )
+    _check_banded(cfg, seen, source)
     fractions = cfg["train_fractions"]
     if len(set(fractions)) != len(fractions):
         raise ConfigError("train_fractions", "fractions must be distinct", source)
+
+
+def _check_banded(cfg: dict, model_ids: dict, source) -> None:
+    """Banded models name existing models, distinct bands, and distinct ids."""
+    names = set()
+    for i, spec in enumerate(cfg.get("banded", [])):
+        if spec["name"] in names:
+            raise ConfigError(f"banded.{i}.name", f"'{spec['name']}' is used twice", source)
+        names.add(spec["name"])
+        labels = []
+        for j, band in enumerate(spec["bands"]):
+            if band["model"] not in model_ids:
+                raise ConfigError(
+                    f"banded.{i}.bands.{j}.model",
+                    f"'{band['model']}' is not a model id of `models` ({sorted(model_ids)})",
+                    source,
+                )
+            labels.append(band.get("name", band["model"]))
+        if len(set(labels)) != len(labels):
+            raise ConfigError(
+                f"banded.{i}.bands", f"band labels {labels} repeat; give each a `name`", source
+            )
 
 
 def load_config_file(path: str | Path) -> dict:

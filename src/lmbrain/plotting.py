@@ -161,6 +161,63 @@ def _save(fig: Figure, path: str | Path) -> None:
     fig.clear()
 
 
+def plot_banded(summary: pd.DataFrame, path: str | Path) -> None:
+    """Which feature space explains what: split R^2 and variance partitions of banded fits.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        :func:`lmbrain.banded.banded_summary` rows.
+    path : str or Path
+        Output PNG.
+
+    Notes
+    -----
+    One row of panels per banded model. Left: mean split R^2 per band and hemisphere
+    (bars; mean over subjects). Right: unique variance per band and the shared variance,
+    per hemisphere, with the fraction of voxels each band wins written above its bar.
+    """
+    names = sorted(summary["name"].unique()) if len(summary) else []
+    fig = Figure(figsize=(11.0, 3.6 * max(1, len(names))), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(max(1, len(names)), 2, squeeze=False)
+    if not names:
+        _note(axes[0, 0], "no banded fits")
+    for row_axes, name in zip(axes, names, strict=False):
+        rows = summary[summary["name"] == name]
+        means = rows.groupby(["hemisphere", "band"], sort=True).mean(numeric_only=True)
+        hemis = [h for h in ("all", "L", "R") if h in means.index.get_level_values(0)]
+        bands = sorted(rows["band"].unique())
+        width = 0.8 / len(bands)
+        x = np.arange(len(hemis))
+        for k, band in enumerate(bands):
+            vals = [means.loc[(h, band), "mean_split_r2"] for h in hemis]
+            row_axes[0].bar(x + k * width, vals, width, label=band)
+            uniq = [means.loc[(h, band), "mean_unique"] for h in hemis]
+            bars = row_axes[1].bar(x + k * width, uniq, width, label=f"unique {band}")
+            for bar, h in zip(bars, hemis, strict=True):
+                won = means.loc[(h, band), "frac_voxels_won"]
+                row_axes[1].annotate(
+                    f"{won:.0%}",
+                    (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
+        shared = [means.loc[(h, bands[0]), "mean_shared"] for h in hemis]
+        row_axes[1].bar(x + len(bands) * width, shared, width, color="0.6", label="shared")
+        for ax, ylabel in zip(
+            row_axes, ("mean split R² (test)", "variance (test R²)"), strict=True
+        ):
+            ax.set_xticks(x + width * (len(bands) - 1) / 2, hemis)
+            ax.axhline(0.0, color="0.3", lw=0.8)
+            ax.set_ylabel(ylabel)
+            _legend(ax, title=None)
+        row_axes[0].set_title(f"{name}: joint R² split by band")
+        row_axes[1].set_title(f"{name}: variance partitioning (% voxels won)")
+    _save(fig, path)
+
+
 # --------------------------------------------------------------------------- panels
 
 _Y_LABELS = {

@@ -1,0 +1,22 @@
+"""Summarise every banded fit of a dataset into banded.tsv and plot which band wins where."""
+
+from pathlib import Path
+
+import numpy as np
+
+from lmbrain.banded import banded_summary
+from lmbrain.io import atomic_path
+from lmbrain.plotting import plot_banded
+from lmbrain.scripting import start
+
+log = start(snakemake)
+tables = {}
+for path in snakemake.input:
+    path = Path(path)
+    with np.load(path) as data:
+        tables[(path.parent.name, path.stem)] = {key: data[key] for key in data.files}
+summary = banded_summary(tables)
+with atomic_path(snakemake.output.table) as tmp:
+    summary.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+plot_banded(summary, snakemake.output.plot)
+log.info("%d banded fits summarised", len(tables))
