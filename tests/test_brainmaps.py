@@ -148,3 +148,106 @@ def test_kinds_and_paths():
     }
     with pytest.raises(ValueError, match="unknown map kind"):
         brainmaps.map_paths("a", "flat")
+
+
+# --------------------------------------------------------------------------- native layout
+
+
+def _native(tmp_path, n_vox=6):
+    from test_native_dataset import make_native
+
+    return make_native(tmp_path / "ds", n_vox=n_vox)
+
+
+def test_native_without_mask_or_surface_has_no_geometry(tmp_path):
+    from lmbrain.datasets import open_dataset
+
+    assert open_dataset(_native(tmp_path)).geometry("s1") is None
+
+
+def test_native_volume_mask_gives_columns_in_c_order(tmp_path):
+    from lmbrain.datasets import open_dataset
+
+    root = _native(tmp_path)
+    mask = np.zeros((4, 2, 3), dtype=np.int16)
+    mask[[0, 1, 1, 2, 3, 3], [0, 1, 0, 1, 0, 1], [2, 0, 1, 2, 0, 0]] = [1, 2, 1, 1, 7, 1]
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    nib.save(nib.Nifti1Image(mask, affine), root / "voxels" / "s1_mask.nii.gz")
+    ds = open_dataset(root)
+    geo = ds.geometry("s1")
+    assert isinstance(geo, VolumeGeometry) and geo.n_voxels == 6
+    np.testing.assert_array_equal(geo.mask, mask != 0)
+    np.testing.assert_allclose(geo.affine, affine)
+    ds.validate(["s1"])
+
+
+def test_native_mask_with_the_wrong_voxel_count_names_the_file(tmp_path):
+    from lmbrain.datasets import open_dataset
+
+    root = _native(tmp_path)
+    mask = np.zeros((3, 3, 3), dtype=np.uint8)
+    mask[0, :, 0] = 1  # 3 voxels, the voxels file lists 6
+    nib.save(nib.Nifti1Image(mask, np.eye(4)), root / "voxels" / "s1_mask.nii.gz")
+    with pytest.raises(InputError, match=r"s1_mask\.nii\.gz: has 3 voxels .* lists 6"):
+        open_dataset(root).validate(["s1"])
+    (root / "voxels" / "s1_mask.nii.gz").write_bytes(b"not a nifti")
+    with pytest.raises(InputError, match=r"s1_mask\.nii\.gz: not a readable NIfTI"):
+        open_dataset(root).geometry("s1")
+
+
+def test_native_surface_from_vertex_column(tmp_path):
+    import yaml
+
+    from lmbrain.datasets import open_dataset
+
+    root = _native(tmp_path)
+    meta = yaml.safe_load((root / "dataset.yaml").read_text())
+    (root / "dataset.yaml").write_text(yaml.safe_dump({**meta, "surface": "fsaverage5"}))
+    vox = root / "voxels" / "s1.tsv"
+    vox.write_text(
+        "hemisphere\tvertex\n"
+        + "".join(f"{h}\t{v}\n" for h, v in zip("LLLRRR", [5, 0, 10241, 5, 9, 2], strict=True))
+    )
+    geo = open_dataset(root).geometry("s1")
+    assert isinstance(geo, SurfaceGeometry) and geo.mesh == "fsaverage5"
+    assert geo.n_vertices == {"L": 10242, "R": 10242}
+    np.testing.assert_array_equal(geo.vertex, [5, 0, 10241, 5, 9, 2])
+    assert list(geo.hemisphere) == list("LLLRRR")
+    vox.write_text(
+        "hemisphere\tvertex\n"
+        + "".join(f"{h}\t{v}\n" for h, v in zip("LLLRRR", [5, 5, 1, 2, 3, 4], strict=True))
+    )
+    with pytest.raises(InputError, match=r"s1\.tsv: a vertex appears twice in hemisphere L"):
+        open_dataset(root).geometry("s1")
+    vox.write_text(
+        "hemisphere\tvertex\n"
+        + "".join(f"{h}\t{v}\n" for h, v in zip("LLLRRR", [0, 1, 2, 3, 4, 10242], strict=True))
+    )
+    with pytest.raises(InputError, match=r"s1\.tsv: `vertex` must lie in 0\.\.10241"):
+        open_dataset(root).geometry("s1")
+    vox.write_text("hemisphere\n" + "L\n" * 3 + "R\n" * 3)
+    with pytest.raises(InputError, match="need a `vertex` column"):
+        open_dataset(root).geometry("s1")
+    (root / "dataset.yaml").write_text(yaml.safe_dump({**meta, "surface": "fsaverage9"}))
+    with pytest.raises(InputError, match=r"dataset\.yaml: unknown surface 'fsaverage9'"):
+        open_dataset(root).geometry("s1")
+
+
+def test_demo_dataset_writes_a_mask_with_left_voxels_at_negative_x(tmp_path):
+    from lmbrain.datasets import open_dataset
+    from lmbrain.demo import make_demo_dataset
+
+    root = make_demo_dataset(
+        tmp_path / "demo",
+        seed=1,
+        n_subjects=1,
+        voxels_per_hemisphere=5,
+        n_repeats=2,
+        stories=["01_farm", "02_fog", "03_kitchen"],
+    )
+    ds = open_dataset(root)
+    geo = ds.geometry("sub-01")
+    assert isinstance(geo, VolumeGeometry) and geo.n_voxels == 10
+    # the voxel table's hemisphere labels agree with the world x of the mask voxels
+    np.testing.assert_array_equal(geo.hemispheres(), ds.voxels("sub-01")["hemisphere"])
+    ds.validate(["sub-01"])
