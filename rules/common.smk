@@ -110,6 +110,7 @@ def all_outputs():
         base = f"{RESULTS}/{name}"
         out += [f"{base}/summary/scores.tsv", f"{base}/summary/scaling_fits.tsv"]
         out += [f"{base}/plots/{p}.png" for p in PLOTS]
+        out += map_outputs(name)  # rules/maps.smk
     return out
 
 
