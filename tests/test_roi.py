@@ -176,3 +176,15 @@ def test_roi_table_one_row_per_fit_roi_and_hemisphere():
     np.testing.assert_allclose(table["mean_r"], [0.1, 0.3, 0.2, 0.4, 0.6, 0.5])
     with pytest.raises(InputError, match="p[12]: has 3 voxels but subject s1"):
         roi.roi_table(scores, {"s1": {"A": np.ones(2, bool)}}, load_voxels=fits.__getitem__)
+
+
+def test_config_names_atlas_and_masks():
+    from lmbrain.config import validate_config
+    from lmbrain.errors import ConfigError
+
+    spec = {"path": "/p", "roi_atlas": {"image": "a.nii.gz", "labels": "l.tsv"}}
+    cfg = validate_config({"datasets": {"x": spec}, "models": [{"model": "m"}]})
+    assert cfg["datasets"]["x"]["roi_atlas"] == {"image": "a.nii.gz", "labels": "l.tsv"}
+    bad = {"path": "/p", "roi_atlas": {"image": "a.nii.gz"}}
+    with pytest.raises(ConfigError, match="datasets.x.roi_atlas.*'labels'"):
+        validate_config({"datasets": {"x": bad}, "models": [{"model": "m"}]})
