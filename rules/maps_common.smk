@@ -4,6 +4,7 @@ from functools import cache
 
 from lmbrain.brainmaps import map_kind as _kind_of_geometry
 from lmbrain.brainmaps import map_paths
+from lmbrain.roi import rois_from_labels
 
 MAP_PREFIX = f"{RESULTS}/{{dataset}}/maps/{{subject}}/{{model}}/layer-{{layer}}_frac-{{fraction}}"
 
@@ -69,8 +70,10 @@ def has_rois(name):
     if roi_config(name) or "simulate" in DATASETS[name]:
         return True
     try:
+        dataset = _opened(name)
         return any(
-            (_opened(name).voxels(s).get("roi", []) != "").any() for s in SUBJECTS[name]
+            bool(rois_from_labels(dataset.voxels(s).get("roi", [])))
+            for s in SUBJECTS[name]
         )
     except LmbrainError as exc:
         raise WorkflowError(f"dataset '{name}': {exc}") from None
