@@ -46,6 +46,10 @@ EXPECTED_JOBS = {
     "fit_encoding_model": 4,
     "summarize_scores": 1,
     "plot_scaling": 1,
+    "brain_map_volume": 4,  # rules/maps.smk: one map per fit
+    "plot_brain_map": 1,
+    "summarize_rois": 1,
+    "plot_rois": 1,
 }
 RUN_TIMEOUT_S = 900
 
