@@ -31,6 +31,7 @@ include: "rules/features.smk"
 include: "rules/fit.smk"
 include: "rules/aggregate.smk"
 include: "rules/banded.smk"
+include: "rules/maps.smk"
 
 
 rule all:

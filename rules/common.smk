@@ -152,6 +152,7 @@ def all_outputs():
         out += [f"{base}/plots/{p}.png" for p in PLOTS]
         if BANDED:
             out += [f"{base}/summary/banded.tsv", f"{base}/plots/banded.png"]
+        out += map_outputs(name)  # rules/maps.smk
     return out
 
 

@@ -46,6 +46,10 @@ EXPECTED_JOBS = {
     "fit_encoding_model": 4,
     "summarize_scores": 1,
     "plot_scaling": 1,
+    "brain_map_volume": 4,  # rules/maps.smk: one map per fit
+    "plot_brain_map": 1,
+    "summarize_rois": 1,
+    "plot_rois": 1,
 }
 RUN_TIMEOUT_S = 900
 
@@ -86,6 +90,7 @@ def reduced_config(models: Path) -> dict:
     config = tiny_config(models)
     config["datasets"]["tiny"]["simulate"]["n_subjects"] = 1
     config["models"] = [m for m in config["models"] if m["name"].startswith("tiny-gpt2")]
+    config["banded"] = []  # its bands name a model this config drops
     config["layers"] = [0, -1]
     config["train_fractions"] = [1.0]
     return config

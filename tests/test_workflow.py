@@ -186,6 +186,10 @@ def test_adding_a_model_reruns_only_its_jobs(workflow_run, tiny_models):
         "fit_encoding_model": 2 * 3 * 2,
         "summarize_scores": 1,
         "plot_scaling": 1,
+        "brain_map_volume": 2 * 3 * 2,  # rules/maps.smk: one map per new fit
+        "plot_brain_map": 2,
+        "summarize_rois": 1,
+        "plot_rois": 1,
     }, res.stdout
 
 

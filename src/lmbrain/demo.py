@@ -105,6 +105,7 @@ __all__ = [
     "effective_weights",
     "ewma",
     "feature_names",
+    "demo_mask",
     "load_stories",
     "make_demo_dataset",
     "normalize_word",
@@ -862,6 +863,52 @@ def _write_voxel_tables(root, subject, vox, noise_sd, s_test, cc_max) -> None:
     )
 
 
+def demo_mask(voxels_per_hemisphere: int, voxel_size: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
+    """A small 3-D mask placing the simulated voxels in two blobs, left and right.
+
+    Each hemisphere's voxels are the ``voxels_per_hemisphere`` voxels of a cube closest to
+    its centre (ties broken by index), the left cube at small ``i`` and the right one at large
+    ``i`` of a grid whose world x is 0 midway between them, so in C order (the column order of
+    :class:`lmbrain.geometry.VolumeGeometry`) the left voxels come first, as in the voxel
+    tables, and lie at world x < 0. Blob centres are at x = +-48 mm, y = -20 mm, z = 0 (about
+    where the superior temporal cortex is in MNI space). The responses do not depend on it.
+
+    Parameters
+    ----------
+    voxels_per_hemisphere : int
+    voxel_size : float, default 3.0
+        Millimetres.
+
+    Returns
+    -------
+    mask : numpy.ndarray of bool, shape (nx, n, n)
+    affine : numpy.ndarray, shape (4, 4)
+    """
+    n = max(1, math.ceil((6.0 * voxels_per_hemisphere / math.pi) ** (1.0 / 3.0)))
+    while n**3 < voxels_per_hemisphere:
+        n += 1
+    gap = max(1, round(2 * 48.0 / voxel_size) - n)
+    ijk = np.indices((n, n, n)).reshape(3, -1).T
+    dist = ((ijk - (n - 1) / 2.0) ** 2).sum(axis=1)
+    chosen = ijk[np.lexsort((np.arange(len(dist)), dist))[:voxels_per_hemisphere]]
+    mask = np.zeros((2 * n + gap, n, n), dtype=bool)
+    for offset in (0, n + gap):
+        mask[chosen[:, 0] + offset, chosen[:, 1], chosen[:, 2]] = True
+    centre = (np.array(mask.shape) - 1) / 2.0
+    affine = np.diag([voxel_size, voxel_size, voxel_size, 1.0])
+    affine[:3, 3] = -voxel_size * centre + np.array([0.0, -20.0, 0.0])
+    return mask, affine
+
+
+def _write_mask(path: Path, voxels_per_hemisphere: int) -> None:
+    import nibabel as nib
+
+    mask, affine = demo_mask(voxels_per_hemisphere)
+    img = nib.Nifti1Image(mask.astype(np.uint8), affine)
+    img.header.set_xyzt_units("mm")
+    nib.save(img, str(path))
+
+
 def _write_stimuli(root: Path, stims: dict[str, Stimulus]) -> None:
     (root / "stimuli").mkdir(parents=True)
     for s, st in stims.items():
@@ -990,5 +1037,6 @@ def make_demo_dataset(
                 n_repeats,
                 noise_ar,
             )
+            _write_mask(root / "voxels" / f"{subject}_mask.nii.gz", voxels_per_hemisphere)
         (root / "dataset.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
     return out_dir

@@ -6,7 +6,8 @@
     <root>/stimuli/<story>.tsv                word  onset  offset   (seconds from run start)
     <root>/responses/<subject>/<story>.npy    (n_trs, n_voxels) float
     <root>/responses/<subject>/<story>_repeats.npy   (n_repeats, n_trs, n_voxels), test stories
-    <root>/voxels/<subject>.tsv               hemisphere (L or R), optional roi
+    <root>/voxels/<subject>.tsv               hemisphere (L or R), optional roi, vertex
+    <root>/voxels/<subject>_mask.nii.gz       optional: the voxels' 3-D mask (volume data)
 
 TR ``k`` of a run is acquired at ``k * tr + tr / 2`` seconds (:func:`lmbrain.temporal.tr_times`).
 """
@@ -21,9 +22,18 @@ import numpy as np
 import yaml
 
 from lmbrain.errors import InputError
+from lmbrain.geometry import SurfaceGeometry, VolumeGeometry
 from lmbrain.stimulus import Words, read_word_table
 
 DEFAULT_MAX_TRAILING_S = 40.0
+#: Vertices per hemisphere of the FreeSurfer fsaverage meshes (``surface:`` in dataset.yaml).
+FSAVERAGE_VERTICES = {
+    "fsaverage3": 642,
+    "fsaverage4": 2562,
+    "fsaverage5": 10242,
+    "fsaverage6": 40962,
+    "fsaverage": 163842,
+}
 
 
 class NativeDataset:
@@ -97,6 +107,9 @@ class NativeDataset:
     def voxels_path(self, subject: str) -> Path:
         return self.root / "voxels" / f"{subject}.tsv"
 
+    def mask_path(self, subject: str) -> Path:
+        return self.root / "voxels" / f"{subject}_mask.nii.gz"
+
     def words(self, story: str) -> Words:
         """Words and timings of ``story``."""
         return read_word_table(self.stimulus_path(story))
@@ -147,6 +160,80 @@ class NativeDataset:
             raise InputError(path, f"hemisphere must be L or R, found {bad}")
         roi = np.array([(r.get("roi") or "").strip() for r in rows])
         return {"hemisphere": hemi, "roi": roi}
+
+    def geometry(self, subject: str) -> VolumeGeometry | SurfaceGeometry | None:
+        """Where the subject's response columns live (:mod:`lmbrain.geometry`).
+
+        ``voxels/<subject>_mask.nii.gz`` (3-D, nonzero = voxel; columns are its voxels in C
+        order) gives a :class:`~lmbrain.geometry.VolumeGeometry`; ``surface: <mesh>`` in
+        ``dataset.yaml`` (an fsaverage mesh, :data:`FSAVERAGE_VERTICES`) with a ``vertex``
+        column in the voxels file gives a :class:`~lmbrain.geometry.SurfaceGeometry`;
+        otherwise None.
+
+        Raises
+        ------
+        InputError
+            Naming the mask whose voxel count differs from the voxels file, an unreadable
+            or non-3-D mask, an unknown mesh, or a voxels file without integer vertices in
+            range (or with a vertex used twice in a hemisphere).
+        """
+        mask_path = self.mask_path(subject)
+        mesh = self.meta.get("surface")
+        if mask_path.is_file() and mesh:
+            raise InputError(mask_path, "a volume mask and `surface:` in dataset.yaml disagree")
+        if mask_path.is_file():
+            return self._volume_geometry(subject, mask_path)
+        if mesh:
+            return self._surface_geometry(subject, str(mesh))
+        return None
+
+    def _volume_geometry(self, subject: str, path: Path) -> VolumeGeometry:
+        import nibabel as nib
+
+        try:
+            img = nib.load(str(path))
+            data = np.asarray(img.dataobj)
+        except Exception as exc:  # nibabel raises many types for a bad file
+            raise InputError(path, f"not a readable NIfTI image ({exc})") from exc
+        if data.ndim == 4 and data.shape[3] == 1:
+            data = data[..., 0]
+        if data.ndim != 3:
+            raise InputError(path, f"a mask must be 3-D, found shape {data.shape}")
+        mask = data != 0
+        n_vox = len(self.voxels(subject)["hemisphere"])
+        if int(mask.sum()) != n_vox:
+            raise InputError(
+                path,
+                f"has {int(mask.sum())} voxels (nonzero) but {self.voxels_path(subject)} "
+                f"lists {n_vox}",
+            )
+        return VolumeGeometry(mask=mask, affine=np.asarray(img.affine, dtype=np.float64))
+
+    def _surface_geometry(self, subject: str, mesh: str) -> SurfaceGeometry:
+        if mesh not in FSAVERAGE_VERTICES:
+            raise InputError(
+                self.meta_path, f"unknown surface {mesh!r}; known: {sorted(FSAVERAGE_VERTICES)}"
+            )
+        path = self.voxels_path(subject)
+        hemi = self.voxels(subject)["hemisphere"]
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        if "vertex" not in rows[0]:
+            raise InputError(path, f"surface data ({mesh}) need a `vertex` column")
+        try:
+            vertex = np.array([int(r["vertex"]) for r in rows], dtype=np.int64)
+        except (TypeError, ValueError):
+            raise InputError(path, "`vertex` must hold integer vertex indices") from None
+        n_vert = FSAVERAGE_VERTICES[mesh]
+        if vertex.min() < 0 or vertex.max() >= n_vert:
+            raise InputError(path, f"`vertex` must lie in 0..{n_vert - 1} for {mesh}")
+        for h in ("L", "R"):
+            idx = vertex[hemi == h]
+            if np.unique(idx).size != idx.size:
+                raise InputError(path, f"a vertex appears twice in hemisphere {h}")
+        return SurfaceGeometry(
+            mesh=mesh, hemisphere=hemi, vertex=vertex, n_vertices={"L": n_vert, "R": n_vert}
+        )
 
     # -- validation ------------------------------------------------------------------------
     def _check_duration(self, path: Path, n_trs: int, words: Words) -> None:
@@ -222,6 +309,7 @@ class NativeDataset:
             )
         subj = {}
         for subject in subjects:
+            self.geometry(subject)
             hemi = self.voxels(subject)["hemisphere"]
             subj[subject] = {
                 "n_voxels": int(hemi.size),

@@ -1,0 +1,90 @@
+"""Input functions and DAG expansions of the brain-map stage (rules/maps.smk)."""
+
+from functools import cache
+
+from lmbrain.brainmaps import map_kind as _kind_of_geometry
+from lmbrain.brainmaps import map_paths
+from lmbrain.roi import rois_from_labels
+
+MAP_PREFIX = f"{RESULTS}/{{dataset}}/maps/{{subject}}/{{model}}/layer-{{layer}}_frac-{{fraction}}"
+
+
+@cache
+def _opened(name):
+    spec = DATASETS[name]
+    return open_dataset(spec["path"], spec["format"])
+
+
+@cache
+def map_kind(name, subject):
+    """'volume', 'surface' or 'vector': the form of a subject's maps (see lmbrain.brainmaps)."""
+    if "simulate" in DATASETS[name]:
+        return "volume"  # the demo simulation writes a mask (lmbrain.demo.demo_mask)
+    dataset = _opened(name)
+    if not hasattr(dataset, "geometry"):
+        return "vector"
+    try:
+        return _kind_of_geometry(dataset.geometry(subject))
+    except LmbrainError as exc:
+        raise WorkflowError(f"dataset '{name}': {exc}") from None
+
+
+def map_prefixes(dataset, subject):
+    """Output prefixes of the maps of every fit of one subject."""
+    fits = f"{RESULTS}/{dataset}/fits/{subject}/"
+    maps = f"{RESULTS}/{dataset}/maps/{subject}/"
+    return [
+        p.replace(fits, maps, 1) for p in fit_prefixes(dataset) if p.startswith(fits)
+    ]
+
+
+def subject_maps(wildcards):
+    """Files of every map of a subject (inputs of its map figure)."""
+    kind = map_kind(wildcards.dataset, wildcards.subject)
+    out = []
+    for prefix in map_prefixes(wildcards.dataset, wildcards.subject):
+        out += list(map_paths(prefix, kind).values())
+    return out
+
+
+def roi_config(dataset):
+    """The dataset's ROI atlas and masks from the config (empty when none)."""
+    spec = DATASETS[dataset]
+    return {k: spec[k] for k in ("roi_atlas", "roi_masks") if spec.get(k)}
+
+
+def roi_inputs(wildcards):
+    """Atlas, label table and ROI masks of every subject, as inputs."""
+    spec = roi_config(wildcards.dataset)
+    paths = list(spec.get("roi_atlas", {}).values()) + list(
+        spec.get("roi_masks", {}).values()
+    )
+    return sorted(
+        {p.format(subject=s) for p in paths for s in SUBJECTS[wildcards.dataset]}
+    )
+
+
+@cache
+def has_rois(name):
+    """Whether ROI summaries can be made: an atlas or masks in the config, or `roi` labels."""
+    if roi_config(name) or "simulate" in DATASETS[name]:
+        return True
+    try:
+        dataset = _opened(name)
+        return any(
+            bool(rois_from_labels(dataset.voxels(s).get("roi", [])))
+            for s in SUBJECTS[name]
+        )
+    except LmbrainError as exc:
+        raise WorkflowError(f"dataset '{name}': {exc}") from None
+
+
+def map_outputs(name):
+    """Targets of this stage for one dataset (added to `all_outputs`)."""
+    out = [f"{RESULTS}/{name}/plots/brainmap_{s}.png" for s in SUBJECTS[name]]
+    if has_rois(name):
+        out += [
+            f"{RESULTS}/{name}/summary/scores_roi.tsv",
+            f"{RESULTS}/{name}/plots/roi.png",
+        ]
+    return out

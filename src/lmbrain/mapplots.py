@@ -1,0 +1,242 @@
+"""Figures of brain maps and ROI scores.
+
+- :func:`plot_brain_map`: the test correlation of one fit in the subject's space: a glass
+  brain (nilearn, MNI152 outlines) for volume maps, the inflated fsaverage5 surface that
+  nilearn ships (no download) for surface maps on fsaverage5, and a per-hemisphere histogram
+  for maps without geometry or on another mesh (nilearn would have to download it).
+- :func:`plot_roi_bars`: mean r per ROI of each model's best layer, one panel per hemisphere.
+
+:func:`best_fit` picks the fit a subject's map figure shows. Figures are drawn on the Agg
+canvas without pyplot and written atomically (PNG, dpi 150).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from lmbrain.aggregate import at_largest_fraction, best_layers
+from lmbrain.brainmaps import read_surface_map, read_volume_map
+from lmbrain.io import atomic_path
+
+DPI = 150
+NILEARN_MESHES = ("fsaverage5",)  # meshes nilearn ships with the package (no download)
+CMAP = "cold_hot"
+
+
+def best_fit(scores: pd.DataFrame, subject: str) -> pd.Series:
+    """The fit a subject's map figure shows: the best model's best layer.
+
+    Each model's layer is chosen by the cross-validated training score
+    (:func:`lmbrain.aggregate.best_layers`) at the largest train fraction; the model with the
+    highest test ``mean_r`` among trained models (all models if none is trained) wins.
+
+    Raises
+    ------
+    ValueError
+        If the subject has no fit with a finite cross-validated score.
+    """
+    rows = scores[scores["subject"] == subject]
+    best = at_largest_fraction(best_layers(rows))
+    trained = best[~best["untrained"].astype(bool)]
+    pool = trained if not trained.empty else best
+    pool = pool[np.isfinite(pool["mean_r"])]
+    if pool.empty:
+        raise ValueError(f"no scored fit for subject {subject!r}")
+    return pool.loc[pool["mean_r"].idxmax()]
+
+
+def _new_figure(size) -> Figure:
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | Path) -> None:
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png")
+
+
+def _limit(values: np.ndarray) -> float:
+    finite = np.abs(values[np.isfinite(values)])
+    return float(max(finite.max(), 1e-3)) if finite.size else 1.0
+
+
+def plot_brain_map(kind: str, paths: dict, title: str, out: str | Path, measure: str = "r"):
+    """Draw one measure of a map written by :mod:`lmbrain.brainmaps`.
+
+    Parameters
+    ----------
+    kind : {"volume", "surface", "vector"}
+    paths : dict
+        :func:`lmbrain.brainmaps.map_paths` of the map.
+    title : str
+    out : str or Path
+        Output PNG.
+    measure : str, default "r"
+    """
+    if kind == "volume":
+        fig = _volume_figure(paths["image"], measure, title)
+    elif kind == "surface":
+        fig = _surface_figure(paths, measure, title)
+    elif kind == "vector":
+        with np.load(paths["vector"]) as npz:
+            values, hemi = npz[measure], npz["hemisphere"]
+        fig = _histogram_figure({h: values[hemi == h] for h in ("L", "R")}, measure, title)
+    else:
+        raise ValueError(f"unknown map kind {kind!r}")
+    _save(fig, out)
+
+
+def _volume_figure(image: str, measure: str, title: str) -> Figure:
+    import nibabel as nib
+    from nilearn import plotting
+
+    maps, affine = read_volume_map(image)
+    values = maps[measure]
+    vmax = _limit(values)
+    # NaN (outside the mask) becomes 0 and a tiny threshold hides it.
+    img = nib.Nifti1Image(np.nan_to_num(values, nan=0.0).astype(np.float32), affine)
+    fig = _new_figure((10.0, 3.6))
+    plotting.plot_glass_brain(
+        img,
+        figure=fig,
+        display_mode="lzr",
+        plot_abs=False,
+        colorbar=True,
+        cmap=CMAP,
+        vmin=-vmax,
+        vmax=vmax,
+        threshold=vmax * 1e-6,
+        title=f"{title} ({measure})",
+    )
+    return fig
+
+
+def _surface_figure(paths: dict, measure: str, title: str) -> Figure:
+    hemis = {h: read_surface_map(paths[h]) for h in ("L", "R")}
+    mesh = hemis["L"][1]
+    values = {h: hemis[h][0][measure] for h in hemis}
+    if mesh not in NILEARN_MESHES:
+        note = f"{title}\n(no offline {mesh or 'unknown'} mesh: distribution over vertices)"
+        return _histogram_figure(values, measure, note)
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from nilearn import datasets, plotting
+
+    surf = datasets.load_fsaverage(mesh)["inflated"]
+    vmax = _limit(np.concatenate(list(values.values())))
+    fig = _new_figure((8.0, 6.0))
+    views = [("L", "lateral"), ("R", "lateral"), ("L", "medial"), ("R", "medial")]
+    for i, (h, view) in enumerate(views):
+        ax = fig.add_subplot(2, 2, i + 1, projection="3d")
+        plotting.plot_surf_stat_map(
+            surf,
+            values[h],
+            hemi={"L": "left", "R": "right"}[h],
+            view=view,
+            axes=ax,
+            figure=fig,
+            colorbar=False,
+            cmap=CMAP,
+            vmin=-vmax,
+            vmax=vmax,
+            threshold=vmax * 1e-6,
+            bg_map=None,
+        )
+        ax.set_title(f"{h} {view}", fontsize=9)
+    norm = Normalize(-vmax, vmax)
+    fig.colorbar(ScalarMappable(norm, colormaps[CMAP]), ax=fig.axes, shrink=0.6, label=measure)
+    fig.suptitle(f"{title} ({mesh})")
+    return fig
+
+
+def _histogram_figure(values: dict, measure: str, title: str) -> Figure:
+    fig = _new_figure((6.4, 4.0))
+    ax = fig.add_subplot(1, 1, 1)
+    finite = {h: v[np.isfinite(v)] for h, v in values.items()}
+    pooled = np.concatenate(list(finite.values())) if finite else np.array([])
+    bins = np.histogram_bin_edges(pooled if pooled.size else [0.0, 1.0], bins=30)
+    for h, v in finite.items():
+        label = f"{h} (n={v.size}, mean {v.mean():.3f})" if v.size else f"{h} (n=0)"
+        ax.hist(v, bins=bins, alpha=0.55, label=label)
+    ax.axvline(0.0, color="0.3", lw=0.8)
+    ax.set_xlabel(measure)
+    ax.set_ylabel("voxels")
+    ax.set_title(title, fontsize=10)
+    ax.legend(frameon=False, title="hemisphere")
+    fig.tight_layout()
+    return fig
+
+
+def plot_roi_bars(roi_table: pd.DataFrame, scores: pd.DataFrame, out: str | Path) -> None:
+    """Mean test r per ROI of each model's best layer, one panel per hemisphere.
+
+    Parameters
+    ----------
+    roi_table : pandas.DataFrame
+        :func:`lmbrain.roi.roi_table` rows.
+    scores : pandas.DataFrame
+        Score rows; each (subject, model)'s layer is the one :func:`best_layers` picks, at the
+        largest train fraction.
+    out : str or Path
+        Output PNG.
+
+    Notes
+    -----
+    Bars are means over subjects (error bars: SEM over subjects when there are several);
+    untrained models are hatched. A table without ROIs gives a figure that says so.
+    """
+    best = at_largest_fraction(best_layers(scores))
+    keys = ["dataset", "subject", "model", "layer", "train_fraction"]
+    rows = roi_table.merge(best[keys], on=keys) if not roi_table.empty else roi_table
+    panels = [h for h in ("L", "R") if not rows.empty and (rows["hemisphere"] == h).any()]
+    fig = _new_figure((5.0 * max(len(panels), 1) + 2.0, 4.2))
+    if not panels:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.text(0.5, 0.5, "no ROIs defined", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        _save(fig, out)
+        return
+    rois = sorted(rows["roi"].unique())
+    models = sorted(rows["model"].unique())
+    untrained = rows.groupby("model")["untrained"].first().astype(bool)
+    width = 0.8 / len(models)
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, hemi in zip(axes, panels, strict=True):
+        sub = rows[rows["hemisphere"] == hemi]
+        stats = sub.groupby(["model", "roi"])["mean_r"].agg(["mean", _sem])
+        for m, model in enumerate(models):
+            mean = [stats["mean"].get((model, r), np.nan) for r in rois]
+            err = [stats["_sem"].get((model, r), np.nan) for r in rois]
+            x = np.arange(len(rois)) - 0.4 + width * (m + 0.5)
+            ax.bar(
+                x,
+                mean,
+                width,
+                yerr=None if np.all(np.isnan(err)) else err,
+                label=model,
+                hatch="//" if untrained.get(model, False) else None,
+                edgecolor="0.2",
+                linewidth=0.5,
+            )
+        ax.axhline(0.0, color="0.3", lw=0.8)
+        ax.set_xticks(np.arange(len(rois)), rois, rotation=45 if len(rois) > 6 else 0)
+        ax.set_title({"L": "left hemisphere", "R": "right hemisphere"}[hemi])
+        ax.set_xlabel("ROI")
+    axes[0].set_ylabel("mean test r (best layer)")
+    axes[-1].legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    _save(fig, out)
+
+
+def _sem(values: pd.Series) -> float:
+    finite = values[np.isfinite(values)]
+    if len(finite) < 2:
+        return float("nan")
+    return float(finite.std(ddof=1) / np.sqrt(len(finite)))

@@ -1,0 +1,129 @@
+"""End to end: brain maps, map figures and ROI summaries from a small workflow run.
+
+One run, two one-subject datasets and one tiny model (one layer, one fraction):
+
+- ``vol``: the simulated demo dataset (volume mask written by the simulation), with an ROI
+  atlas given in the config on the mask's grid;
+- ``surf``: the same simulation copied into the native layout as fsaverage5 surface data
+  (``vertex`` column, ``surface: fsaverage5``), ROIs from the voxel table's ``roi`` column.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from lmbrain.demo import demo_mask, make_demo_dataset
+from lmbrain.testing import make_tiny_model
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+STORIES = ["01_farm", "02_fog", "03_kitchen", "12_lighthouse"]
+SIM = {"seed": 1, "n_subjects": 1, "voxels_per_hemisphere": 8, "n_repeats": 3, "stories": STORIES}
+VERTICES = np.array([3, 10, 50, 100, 200, 400, 800, 1600] * 2)
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def write_atlas(folder: Path) -> dict:
+    """Label 1 (A) on the left blob's first half of its x-extent, 2 (B) elsewhere in the mask."""
+    mask, affine = demo_mask(SIM["voxels_per_hemisphere"])
+    atlas = np.where(mask, 2, 0).astype(np.int16)
+    i = np.argwhere(mask)[:, 0]
+    left = np.argwhere(mask)[i < mask.shape[0] // 2]
+    atlas[tuple(left[: len(left) // 2].T)] = 1
+    nib.save(nib.Nifti1Image(atlas, affine), folder / "atlas.nii.gz")
+    (folder / "labels.tsv").write_text("index\tname\n1\tA\n2\tB\n")
+    return {"image": str(folder / "atlas.nii.gz"), "labels": str(folder / "labels.tsv")}
+
+
+def write_surface_dataset(folder: Path) -> Path:
+    root = make_demo_dataset(folder / "surf", **SIM)
+    (root / "voxels" / "sub-01_mask.nii.gz").unlink()
+    table = pd.read_csv(root / "voxels" / "sub-01.tsv", sep="\t")
+    table["vertex"] = VERTICES
+    table.to_csv(root / "voxels" / "sub-01.tsv", sep="\t", index=False)
+    meta = yaml.safe_load((root / "dataset.yaml").read_text())
+    (root / "dataset.yaml").write_text(yaml.safe_dump({**meta, "surface": "fsaverage5"}))
+    shutil.rmtree(root / "ground_truth")
+    return root
+
+
+@pytest.fixture(scope="module")
+def maps_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("maps")
+    make_tiny_model(work / "gpt2", arch="gpt2", hidden_size=32, n_layers=2, seed=0)
+    config = {
+        "datasets": {
+            "vol": {"simulate": SIM, "roi_atlas": write_atlas(work)},
+            "surf": {"format": "native", "path": str(write_surface_dataset(work))},
+        },
+        "models": [{"name": "tiny", "model": str(work / "gpt2"), "family": "gpt2"}],
+        "layers": [1],
+        "train_fractions": [1.0],
+        "features": {"context_tokens": 16, "stride_tokens": 16, "batch_size": 16, "threads": 1},
+        "fitting": {"alphas": [1.0, 100.0], "n_folds": 2},
+        "aggregate": {"n_bootstrap": 0},
+    }
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", MPLBACKEND="Agg")
+    cmd = [SNAKEMAKE, "--cores", "2", "--snakefile", str(ROOT / "Snakefile")]
+    cmd += ["--directory", str(work), "--configfile", str(work / "config.yaml")]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
+    return work / "results"
+
+
+def test_volume_map_holds_the_fit_through_the_mask(maps_run):
+    fit = np.load(maps_run / "vol/fits/sub-01/tiny/layer-1_frac-1.npz")
+    img = nib.load(maps_run / "vol/maps/sub-01/tiny/layer-1_frac-1.nii.gz")
+    names = yaml.safe_load((maps_run / "vol/maps/sub-01/tiny/layer-1_frac-1.json").read_text())
+    mask, affine = demo_mask(SIM["voxels_per_hemisphere"])
+    np.testing.assert_allclose(img.affine, affine)
+    data = np.asarray(img.dataobj)
+    assert names["volumes"][:6] == ["r", "r2", "alpha", "cv_score", "cc_max", "r_norm"]
+    for t, name in enumerate(names["volumes"]):
+        np.testing.assert_array_equal(data[..., t][mask], fit[name].astype(np.float32))
+        assert np.isnan(data[..., t][~mask]).all()
+
+
+def test_surface_map_holds_the_fit_at_its_vertices(maps_run):
+    fit = np.load(maps_run / "surf/fits/sub-01/tiny/layer-1_frac-1.npz")
+    for h in "LR":
+        gii = nib.load(maps_run / f"surf/maps/sub-01/tiny/layer-1_frac-1_hemi-{h}.func.gii")
+        r = next(d.data for d in gii.darrays if d.meta["Name"] == "r")
+        assert r.shape == (10242,)
+        cols = fit["hemisphere"] == h
+        np.testing.assert_array_equal(r[VERTICES[cols]], fit["r"][cols])
+        assert np.isnan(np.delete(r, VERTICES[cols])).all()
+
+
+def test_map_figures_and_roi_summaries(maps_run):
+    for name in ["vol", "surf"]:
+        for png in ["brainmap_sub-01.png", "roi.png"]:
+            data = (maps_run / name / "plots" / png).read_bytes()
+            assert data[:8] == PNG and len(data) > 10_000
+    vol = pd.read_csv(maps_run / "vol/summary/scores_roi.tsv", sep="\t")
+    assert sorted(vol["roi"].unique()) == ["A", "B"]
+    fit = np.load(maps_run / "vol/fits/sub-01/tiny/layer-1_frac-1.npz")
+    labels = nib.load(maps_run.parent / "atlas.nii.gz").get_fdata()[
+        demo_mask(SIM["voxels_per_hemisphere"])[0]
+    ]
+    row = vol.set_index(["roi", "hemisphere"]).loc[("B", "both")]
+    assert row.n_voxels == int((labels == 2).sum())
+    assert row.mean_r == pytest.approx(np.nanmean(fit["r"][labels == 2]), abs=1e-5)
+    a_right = vol.set_index(["roi", "hemisphere"]).loc[("A", "R")]
+    assert a_right.n_voxels == 0  # A lies in the left blob only
+    surf = pd.read_csv(maps_run / "surf/summary/scores_roi.tsv", sep="\t")
+    assert set(surf["roi"]) == {"AC", "STS", "IFG", "AG"}
+    assert len(surf) == 4 * 3
