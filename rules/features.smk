@@ -24,6 +24,8 @@ rule extract_features:
         format=lambda wc: DATASETS[wc.dataset]["format"],
         context_tokens=CFG["features"]["context_tokens"],
         stride_tokens=CFG["features"]["stride_tokens"],
+        audio_context_s=CFG["features"]["audio_context_s"],
+        audio_stride_s=CFG["features"]["audio_stride_s"],
         storage_dtype=CFG["features"]["storage_dtype"],
         cache=CACHE,
     script:

@@ -19,7 +19,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from lmbrain.testing import make_tiny_model
+from lmbrain.features import read_feature_times
+from lmbrain.testing import make_tiny_audio_model, make_tiny_model
 
 pytestmark = pytest.mark.slow
 
@@ -68,6 +69,7 @@ def tiny_config(models: Path) -> dict:
                     "voxels_per_hemisphere": 8,
                     "n_repeats": 4,
                     "stories": STORIES,
+                    "audio": True,
                 }
             }
         },
@@ -80,10 +82,23 @@ def tiny_config(models: Path) -> dict:
                 "untrained": True,
                 "seed": 3,
             },
+            {
+                "name": "tiny-hubert",
+                "model": str(models / "hubert"),
+                "family": "hubert",
+                "layers": [-1],
+                "train_fractions": [1.0],
+            },
         ],
         "layers": "all",
         "train_fractions": [0.5, 1.0],
-        "features": {"context_tokens": 16, "stride_tokens": 16, "batch_size": 16},
+        "features": {
+            "context_tokens": 16,
+            "stride_tokens": 16,
+            "batch_size": 16,
+            "audio_context_s": 1.0,
+            "audio_stride_s": 1.0,
+        },
         "fitting": {"alphas": {"logspace": [0, 4, 5]}, "n_folds": 3},
         "aggregate": {"n_bootstrap": 50},
         "banded": [
@@ -101,6 +116,7 @@ def tiny_models(tmp_path_factory):
     models = tmp_path_factory.mktemp("models")
     make_tiny_model(models / "gpt2", arch="gpt2", hidden_size=32, n_layers=2, seed=0)
     make_tiny_model(models / "llama", arch="llama", hidden_size=48, n_layers=2, seed=1)
+    make_tiny_audio_model(models / "hubert", arch="hubert", n_layers=2, seed=2)
     return models
 
 
@@ -119,12 +135,14 @@ def test_outputs_complete(workflow_run):
     out = workdir / "results" / "tiny"
     scores = pd.read_csv(out / "summary" / "scores.tsv", sep="\t")
     assert set(SCORE_COLUMNS) <= set(scores.columns)
-    # 2 subjects x 3 models x 3 hidden states (2 blocks + embeddings) x 2 fractions
-    assert len(scores) == 2 * 3 * 3 * 2
+    # 2 subjects x 3 models x 3 hidden states (2 blocks + embeddings) x 2 fractions, and the
+    # speech model's last layer at the full fraction
+    assert len(scores) == 2 * 3 * 3 * 2 + 2
     np.testing.assert_allclose(scores["depth"], scores["layer"] / scores["n_layers"])
-    full = scores[scores.train_fraction == 1.0].set_index(["subject", "model", "layer"])
     half = scores[scores.train_fraction == 0.5].set_index(["subject", "model", "layer"])
-    assert (full.n_train_trs > half.n_train_trs.loc[full.index]).all()
+    full = scores[scores.train_fraction == 1.0].set_index(["subject", "model", "layer"])
+    full = full.loc[half.index]  # models fitted at both fractions
+    assert len(full) == 2 * 3 * 3 and (full.n_train_trs > half.n_train_trs).all()
     assert scores["mean_r"].notna().all()
     fits = pd.read_csv(out / "summary" / "scaling_fits.tsv", sep="\t")
     assert {"params", "data", "asymmetry"} <= set(fits["fit"])
@@ -161,6 +179,17 @@ def test_banded_outputs(workflow_run):
     )
     png = (out / "plots" / "banded.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_speech_model_features_are_timed_windows(workflow_run):
+    workdir, _ = workflow_run
+    out = workdir / "results" / "tiny"
+    times = read_feature_times(out / "features" / "tiny-hubert.h5", "02_fog")
+    np.testing.assert_allclose(np.diff(times), 1.0)  # audio_stride_s
+    assert read_feature_times(out / "features" / "tiny-gpt2.h5", "02_fog") is None
+    scores = pd.read_csv(out / "summary" / "scores.tsv", sep="\t")
+    speech = scores[scores.model == "tiny-hubert"]
+    assert len(speech) == 2 and speech["layer"].eq(2).all() and speech["mean_r"].notna().all()
 
 
 def test_nothing_left_to_do(workflow_run):

@@ -122,6 +122,7 @@ TIMESCALES = (1, 4, 16, 64)
 #: TRs dropped at the start and end of every story (written to dataset.yaml).
 TRIM_START = 5
 TRIM_END = 5
+AUDIO_RATE = 16000  # Hz, of the synthetic recordings (speech models expect 16 kHz)
 
 GRID_DT = 0.1  # seconds, the fine grid on which word impulses are placed
 HRF_LENGTH = 32.0  # seconds
@@ -909,7 +910,8 @@ def _write_mask(path: Path, voxels_per_hemisphere: int) -> None:
     nib.save(img, str(path))
 
 
-def _write_stimuli(root: Path, stims: dict[str, Stimulus]) -> None:
+def _write_stimuli(root: Path, stims: dict[str, Stimulus], audio_tr: float | None = None) -> None:
+    """Word tables, and with ``audio_tr`` a synthetic recording of each run (16 kHz WAV)."""
     (root / "stimuli").mkdir(parents=True)
     for s, st in stims.items():
         rows = (
@@ -917,6 +919,14 @@ def _write_stimuli(root: Path, stims: dict[str, Stimulus]) -> None:
             for w, a, b in zip(st.words, st.onsets, st.offsets, strict=True)
         )
         _write_tsv(root / "stimuli" / f"{s}.tsv", ["word", "onset", "offset"], rows)
+        if audio_tr is not None:
+            from lmbrain.audio import synthesize_speechlike, write_wav
+
+            # the table's rounded timings, so the recording matches what readers see
+            onsets = np.round(st.onsets, 3)
+            offsets = np.round(st.offsets, 3)
+            wave = synthesize_speechlike(onsets, offsets, st.words, st.n_trs * audio_tr, AUDIO_RATE)
+            write_wav(root / "stimuli" / f"{s}.wav", wave, AUDIO_RATE)
 
 
 @contextlib.contextmanager
@@ -953,6 +963,7 @@ def make_demo_dataset(
     *,
     noise_ar: float = 0.3,
     story_dir: str | Path | None = None,
+    audio: bool = False,
 ) -> Path:
     """Simulate fMRI responses to the demo stories and write them in the native layout.
 
@@ -984,6 +995,10 @@ def make_demo_dataset(
         AR(1) coefficient of the noise in time (0 for white noise).
     story_dir : str or Path, optional
         Folder of ``*.txt`` stories; default the packaged demo stories.
+    audio : bool, default False
+        Also write ``stimuli/<story>.wav``: a deterministic speech-like recording of each
+        run aligned to the word timings (:func:`lmbrain.audio.synthesize_speechlike`), for
+        speech models. The responses do not depend on it.
 
     Returns
     -------
@@ -1022,7 +1037,7 @@ def make_demo_dataset(
         "subjects": subjects,
     }
     with _staging(out_dir) as root:
-        _write_stimuli(root, stims)
+        _write_stimuli(root, stims, audio_tr=tr if audio else None)
         (root / "voxels").mkdir()
         for i, subject in enumerate(subjects):
             _write_subject(

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from lmbrain.features import read_feature_info, read_features
+from lmbrain.features import read_feature_info, read_feature_times, read_features
 from lmbrain.fitting import alpha_grid, fit_ridge_cv, nested_train_subsets, predict
 from lmbrain.scoring import normalized_r, pearson_r, r2_score, summarize_scores
 from lmbrain.temporal import build_design, prepare_responses
 
 
 def story_design(dataset, feature_path, story: str, layer: int, n_trs: int, temporal: dict):
-    """Design matrix of one story: word features -> TRs -> trim -> z-score -> delays.
+    """Design matrix of one story: features -> TRs -> trim -> z-score -> delays.
+
+    Word features take their words' times; time-based features (speech models) the times
+    stored with them.
 
     Parameters
     ----------
@@ -36,16 +39,19 @@ def story_design(dataset, feature_path, story: str, layer: int, n_trs: int, temp
     -------
     ndarray, shape (n_trs - trim, n_features * n_delays), float32
     """
-    words = dataset.words(story)
     feats = read_features(feature_path, story, layer)
-    if feats.shape[0] != len(words):
-        raise ValueError(
-            f"{feature_path}: story {story} has {feats.shape[0]} feature rows "
-            f"but {len(words)} words in {dataset.stimulus_path(story)}"
-        )
+    times = read_feature_times(feature_path, story)  # speech models: one row per window
+    if times is None:
+        words = dataset.words(story)
+        if feats.shape[0] != len(words):
+            raise ValueError(
+                f"{feature_path}: story {story} has {feats.shape[0]} feature rows "
+                f"but {len(words)} words in {dataset.stimulus_path(story)}"
+            )
+        times = words.times
     return build_design(
         feats,
-        words.times,
+        times,
         n_trs,
         dataset.tr,
         dataset.trim_start,

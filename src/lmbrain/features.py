@@ -278,6 +278,76 @@ def extract_word_features(
     )
 
 
+def extract_story_features(
+    dataset,
+    story: str,
+    model,
+    processor,
+    layers: Sequence[int],
+    *,
+    context_tokens: int,
+    stride_tokens: int | None = None,
+    batch_size: int = 16,
+    audio_context_s: float = 16.0,
+    audio_stride_s: float = 0.1,
+    device: str = "cpu",
+) -> tuple[np.ndarray | None, dict[int, np.ndarray]]:
+    """Features of one story: per word for a language model, per time window for speech.
+
+    Parameters
+    ----------
+    dataset : dataset adapter
+        Gives the story's words (``words``) or recording (``audio_path``).
+    story : str
+    model, processor
+        From :func:`lmbrain.models.load_model` (a tokenizer, or a speech model's feature
+        extractor).
+    layers : sequence of int
+    context_tokens, stride_tokens, batch_size
+        See :func:`extract_word_features`.
+    audio_context_s, audio_stride_s : float
+        See :func:`lmbrain.audio.extract_audio_features`.
+    device : str
+
+    Returns
+    -------
+    times : numpy.ndarray or None
+        Window end times for speech models; None for word features.
+    features : dict
+        ``layer -> (n_rows, hidden)``.
+    """
+    from lmbrain.audio import is_audio_config
+
+    if not is_audio_config(model.config):
+        feats = extract_word_features(
+            model,
+            processor,
+            dataset.words(story).words,
+            layers,
+            context_tokens=context_tokens,
+            stride_tokens=stride_tokens,
+            batch_size=batch_size,
+            device=device,
+        )
+        return None, feats
+    from lmbrain.audio import extract_audio_features, read_wav
+
+    if not hasattr(dataset, "audio_path"):
+        raise ValueError(f"the {type(dataset).__name__} format has no recordings for speech models")
+    waveform, rate = read_wav(dataset.audio_path(story))
+    return extract_audio_features(
+        model,
+        processor,
+        waveform,
+        rate,
+        layers,
+        context_s=audio_context_s,
+        stride_s=audio_stride_s,
+        batch_size=batch_size,
+        device=device,
+    )
+
+
 def extract_word_features_naive(
     model,
     tokenizer,
@@ -472,6 +542,16 @@ class FeatureWriter:
             _dataset_name(story, layer), data=array.astype(self.storage_dtype)
         )
 
+    def add_times(self, story: str, times: np.ndarray) -> None:
+        """Store the time (s) of each feature row of ``story``, for time-based features.
+
+        Word features need none (their times are the words'); a speech model's rows are
+        windows ending at ``times`` (see :mod:`lmbrain.audio`).
+        """
+        if self._file is None:
+            raise RuntimeError("FeatureWriter.add_times outside its `with` block")
+        self._file.create_dataset(f"{_dataset_name(story, 0).split('/')[0]}/times", data=times)
+
     def __exit__(self, exc_type, exc, tb) -> bool:
         stack, self._stack, self._file = self._stack, None, None
         return bool(stack.__exit__(exc_type, exc, tb))
@@ -527,6 +607,14 @@ def read_features(path: str | Path, story: str, layer: int) -> np.ndarray:
         if key not in fh[story]:
             raise InputError(path, f"story '{story}' has no layer {layer} ({sorted(fh[story])})")
         return fh[story][key][()].astype(np.float32)
+
+
+def read_feature_times(path: str | Path, story: str) -> np.ndarray | None:
+    """Times (s) of the feature rows of ``story``, or None for word features."""
+    with _open(path) as fh:
+        if story in fh and "times" in fh[story]:
+            return fh[story]["times"][()].astype(np.float64)
+    return None
 
 
 def read_feature_info(path: str | Path) -> dict:

@@ -34,12 +34,13 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from lmbrain.audio import is_audio_config
 from lmbrain.errors import ConfigError, InputError
 
 PACKAGE_PREFIX = "package:"
 HUB_HINT = "not a local folder and not found on the Hugging Face hub (offline?)"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
+_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers", "encoder_layers")
 _SUB_CONFIGS = ("text_config", "language_config", "llm_config", "decoder")
 _N_LAYERS_CACHE = "n_layers.json"
 
@@ -509,6 +510,18 @@ def _load_tokenizer(folder, source):
         raise InputError(source, f"cannot load the tokenizer: {_why(source)} ({exc})") from exc
 
 
+def _load_feature_extractor(folder, source):
+    """The feature extractor of a speech model (sampling rate, normalisation, log-mel)."""
+    from transformers import AutoFeatureExtractor
+
+    try:
+        return AutoFeatureExtractor.from_pretrained(folder)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(
+            source, f"cannot load the audio feature extractor: {_why(source)} ({exc})"
+        ) from exc
+
+
 def _why(source) -> str:
     return "broken model folder" if isinstance(source, Path) else HUB_HINT
 
@@ -579,11 +592,15 @@ def load_model(
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     folder = ensure_converted(entry, cache_dir) if gguf is not None else source
-    tokenizer = _load_tokenizer(folder, source)
+    config = _load_config(folder, source)
+    audio = is_audio_config(config)
+    tokenizer = (
+        _load_feature_extractor(folder, source) if audio else _load_tokenizer(folder, source)
+    )
     untrained = bool(entry.get("untrained"))
     seed = int(entry.get("seed") or 0) if untrained else None
     if untrained:
-        model = _random_twin(_load_config(folder, source), seed, torch_dtype)
+        model = _random_twin(config, seed, torch_dtype)
     else:
         model = _load_weights(folder, source, torch_dtype)
     model.to(device)
@@ -600,6 +617,7 @@ def load_model(
             "seed": seed,
             "dtype": str(torch_dtype).replace("torch.", ""),
             "device": device,
+            "modality": "audio" if audio else "text",
         }
     )
     return model, tokenizer, info
@@ -617,7 +635,10 @@ def model_info(model) -> dict:
     """
     config = model.config.to_dict()
     n_params = sum(p.numel() for p in model.parameters())
-    embedding = model.get_input_embeddings()
+    try:
+        embedding = model.get_input_embeddings()
+    except NotImplementedError:  # speech models have no token embedding
+        embedding = None
     n_embedding = embedding.weight.numel() if embedding is not None else 0
     hidden = _first_int(config, ("hidden_size", "n_embd", "d_model"))
     return {

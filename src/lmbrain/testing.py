@@ -181,3 +181,83 @@ def make_tiny_model(
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+AUDIO_ARCHS = ("hubert", "wavlm", "whisper")
+
+
+def make_tiny_audio_model(
+    path: str | Path, arch: str = "hubert", n_layers: int = 2, hidden_size: int = 32, seed: int = 0
+) -> Path:
+    """Write a tiny random speech model folder (weights + feature extractor).
+
+    Parameters
+    ----------
+    path : str or Path
+        Folder to create.
+    arch : {"hubert", "wavlm", "whisper"}
+        HuBERT / WavLM: the standard 7-layer convolutional front end (20 ms frames, 400-sample
+        receptive field) with narrow channels; Whisper: a 80-bin log-mel encoder (30 s input)
+        with a one-layer decoder.
+    n_layers, hidden_size : int
+        Transformer size.
+    seed : int
+        Seed of the random initialisation.
+
+    Returns
+    -------
+    Path
+    """
+    import torch
+    import transformers as tf
+
+    path = Path(path)
+    if arch in ("hubert", "wavlm"):
+        common = dict(
+            hidden_size=hidden_size,
+            num_hidden_layers=n_layers,
+            num_attention_heads=2,
+            intermediate_size=2 * hidden_size,
+            conv_dim=(16,) * 7,
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=2,
+        )
+        if arch == "hubert":
+            config, cls = tf.HubertConfig(**common), tf.HubertModel
+        else:
+            config, cls = (
+                tf.WavLMConfig(**common, num_buckets=32, max_bucket_distance=80),
+                tf.WavLMModel,
+            )
+        extractor = tf.Wav2Vec2FeatureExtractor(
+            feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True
+        )
+    elif arch == "whisper":
+        config = tf.WhisperConfig(
+            d_model=hidden_size,
+            encoder_layers=n_layers,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=2 * hidden_size,
+            decoder_ffn_dim=2 * hidden_size,
+            vocab_size=64,
+            max_target_positions=32,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            decoder_start_token_id=3,
+            begin_suppress_tokens=None,
+            suppress_tokens=None,
+            num_mel_bins=80,
+        )
+        cls = tf.WhisperModel
+        extractor = tf.WhisperFeatureExtractor(feature_size=80)
+    else:
+        raise ValueError(f"unknown tiny audio architecture {arch!r}; use one of {AUDIO_ARCHS}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = cls(config)
+    model.save_pretrained(path)
+    extractor.save_pretrained(path)
+    return path

@@ -4,6 +4,7 @@
 
     <root>/dataset.yaml                       tr, trim, test_stories, n_repeats, subjects
     <root>/stimuli/<story>.tsv                word  onset  offset   (seconds from run start)
+    <root>/stimuli/<story>.wav                the recording (optional; for speech models)
     <root>/responses/<subject>/<story>.npy    (n_trs, n_voxels) float
     <root>/responses/<subject>/<story>_repeats.npy   (n_repeats, n_trs, n_voxels), test stories
     <root>/voxels/<subject>.tsv               hemisphere (L or R), optional roi, vertex
@@ -97,6 +98,10 @@ class NativeDataset:
     # -- reading ---------------------------------------------------------------------------
     def stimulus_path(self, story: str) -> Path:
         return self.root / "stimuli" / f"{story}.tsv"
+
+    def audio_path(self, story: str) -> Path:
+        """``stimuli/<story>.wav``: the recording of the story, for speech models."""
+        return self.root / "stimuli" / f"{story}.wav"
 
     def response_path(self, subject: str, story: str) -> Path:
         return self.root / "responses" / subject / f"{story}.npy"
