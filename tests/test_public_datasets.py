@@ -119,14 +119,22 @@ def test_lebel_pads_trimmed_responses_and_reads_hemispheres(tmp_path):
     assert ds.subject_stories("UTS02") == ["alternateithicatom", "legacy", "wheretheressmoke"]
 
 
-def test_lebel_mask_gives_geometry(tmp_path):
-    fx.make_lebel(tmp_path, n_vox=int(np.prod(fx.LPP_SHAPE)))
-    mask = np.ones(fx.LPP_SHAPE, dtype=np.uint8)
-    nib.save(nib.Nifti1Image(mask, fx.LPP_AFFINE), tmp_path / "mask.nii.gz")
-    ds = open_dataset(tmp_path, "lebel", {"mask": "mask.nii.gz"})
+@pytest.mark.parametrize("order", ["pycortex", "C"])
+def test_lebel_mask_gives_geometry(tmp_path, order):
+    mask = np.ones(fx.LPP_SHAPE, dtype=bool)
+    mask[0, :, 0] = mask[4, 3, :] = False
+    fx.make_lebel(tmp_path, n_vox=int(mask.sum()))
+    nib.save(nib.Nifti1Image(mask.astype(np.uint8), fx.LPP_AFFINE), tmp_path / "mask.nii.gz")
+    ds = open_dataset(tmp_path, "lebel", {"mask": "mask.nii.gz", "mask_order": order})
     geo = ds.geometry("UTS01")
-    assert isinstance(geo, VolumeGeometry) and geo.n_voxels == 60
-    np.testing.assert_array_equal(ds.voxels("UTS01")["hemisphere"], geo.hemispheres())
+    assert isinstance(geo, VolumeGeometry) and geo.n_voxels == mask.sum()
+    # brute force: voxel j is the j-th masked voxel in (z, y, x) C order (pycortex) or (x, y, z)
+    ijk = np.argwhere(mask) if order == "C" else np.argwhere(mask.T)[:, ::-1]
+    world = ijk @ fx.LPP_AFFINE[:3, :3].T + fx.LPP_AFFINE[:3, 3]
+    np.testing.assert_allclose(geo.world_coordinates(), world)
+    np.testing.assert_array_equal(
+        ds.voxels("UTS01")["hemisphere"], np.where(world[:, 0] < 0, "L", "R")
+    )
 
 
 def test_lebel_hf5_without_data(tmp_path):

@@ -67,6 +67,10 @@ class LebelDataset:
         (dataset ``data``) or ``.npy``, repeats x TRs x voxels, trimmed like the responses.
     hemispheres, mask : str, optional
         Path patterns (``{subject}``) of the voxel hemisphere labels or of a NIfTI mask.
+    mask_order : {"pycortex", "C"}
+        Voxel order of the responses within ``mask``: ``pycortex`` (default; the Huth-lab
+        files follow pycortex's (z, y, x) arrays, i.e. the NIfTI's Fortran order) or ``C``
+        (the NIfTI array's C order).
     max_trailing_s : float
         Silence allowed after the last word.
     word_tier : str, optional
@@ -84,6 +88,7 @@ class LebelDataset:
         "mask": None,
         "max_trailing_s": DEFAULT_MAX_TRAILING_S,
         "word_tier": None,
+        "mask_order": "pycortex",
     }
 
     def __init__(self, root: str | Path, **options):
@@ -97,6 +102,11 @@ class LebelDataset:
         self.max_trailing_s = float(opts["max_trailing_s"])
         self.word_tier = opts["word_tier"]
         self._repeats, self._hemis, self._mask = opts["repeats"], opts["hemispheres"], opts["mask"]
+        if opts["mask_order"] not in ("pycortex", "C"):
+            raise InputError(
+                self.root, f"mask_order must be pycortex or C, not {opts['mask_order']!r}"
+            )
+        self.mask_order = opts["mask_order"]
         self.deriv = self.root / "derivative"
         self.textgrids = self.deriv / "TextGrids"
         self.respdict_path = self.deriv / "respdict.json"
@@ -194,7 +204,12 @@ class LebelDataset:
         if path is None:
             return None
         mask, affine = load_mask(path)
-        return VolumeGeometry(mask=mask, affine=affine)
+        if self.mask_order == "pycortex":
+            # pycortex holds volumes as (z, y, x) arrays (the NIfTI data transposed); the
+            # responses are that array's mask voxels in C order. The transposed mask with the
+            # affine's columns swapped describes the same voxels in the contract's C order.
+            mask, affine = mask.transpose(2, 1, 0), affine[:, [2, 1, 0, 3]]
+        return VolumeGeometry(mask=np.ascontiguousarray(mask), affine=affine)
 
     def voxels(self, subject: str) -> dict[str, np.ndarray]:
         """``hemisphere`` ('L'/'R', '' where unknown) and ``roi`` ('') per voxel."""
