@@ -306,6 +306,7 @@ def test_leave_one_run_out_is_the_mean_of_single_folds(tmp_path):
     cv = {**FITTING, "cv": "leave_one_run_out"}
     vox, row = fit_encoding_model(ds, "sub-EN002", feats, 1, 1.0, temporal=TEMPORAL, fitting=cv)
     assert row["n_outer_folds"] == 4 and row["mean_r"] > 0.3
+    assert row["train_stories"] == row["test_stories"] == ",".join(ds.stories)
     per_fold = []
     for held in ds.stories:
         rest = [s for s in ds.stories if s != held]
@@ -330,4 +331,4 @@ def test_by_subject_trains_on_the_other_subjects(tmp_path):
     feats = write_rate_features(tmp_path / "f.h5", ds)
     cv = {**FITTING, "cv": "by_subject"}
     _, row = fit_encoding_model(ds, "sub-002", feats, 1, 1.0, temporal=TEMPORAL, fitting=cv)
-    assert row["cv"] == "by_subject" and row["mean_r"] > 0.3
+    assert row["cv"] == "by_subject" and row["mean_r"] > 0.3 and row["n_train_subjects"] == 4

@@ -123,5 +123,7 @@ def test_narratives_missing_story_is_reported(public_run):
     table = scores(root, "narratives").set_index("subject")
     assert table.loc["sub-004", "n_train_stories"] == 2
     assert table.loc["sub-001", "n_train_stories"] == 3
+    assert table.loc["sub-004", "train_stories"] == "pieman,tunnel"
+    assert (table["test_stories"] == "wheretheressmoke").all()
     vox = np.load(root / "results/narratives/fits/sub-001/tiny-gpt2/layer-1_frac-1.npz")
     assert list(vox["hemisphere"]) == ["L"] * 30 + ["R"] * 30

@@ -222,7 +222,8 @@ def fit_encoding_model(
         r2 = np.nanmean(r2s, axis=0) if len(r2s) > 1 else r2s[0]
         cv_score = np.nanmean(cv_scores, axis=0)
     alpha = np.median(alphas, axis=0)
-    train = sorted({story for story_pairs, _ in folds[:1] for _, story in story_pairs})
+    train = sorted({story for pairs, _ in folds for _, story in pairs})
+    tested = sorted({story for _, pairs in folds for _, story in pairs})
     n_vox = Y.shape[1]
     cc = np.full(n_vox, np.nan) if cc_max is None else np.asarray(cc_max, dtype=float)
     r_norm = normalized_r(r, cc, min_cc_max)
@@ -254,10 +255,12 @@ def fit_encoding_model(
         "mean_cv_score": summarize_scores(cv_score)["mean"],
         "solver": fit.solver,
         "train_stories": ",".join(train),
+        "test_stories": ",".join(tested),
     }
     if cv != "test_stories":
         row["cv"] = cv
         row["n_outer_folds"] = len(folds)
+        row["n_train_subjects"] = len({subj for pairs, _ in folds for subj, _ in pairs})
     voxels = {
         "r": r.astype(np.float32),
         "r2": r2.astype(np.float32),

@@ -169,7 +169,6 @@ def _textgrid_tokens(text: str) -> list:
 
     The long ("text") format labels each value (``xmin = 0``); the short format lists the
     values alone. Dropping labels and ``[n]`` indices leaves the same value stream for both.
-    Comments (``!`` to the end of a line, outside strings) are removed.
     """
     tokens = []
     for match in _TEXTGRID_TOKEN.finditer(text):
@@ -212,7 +211,7 @@ def read_textgrid(path: str | Path) -> dict[str, list[tuple[float, float, str]]]
         if pos >= len(tokens):
             raise InputError(path, f"TextGrid ends early (expected {what})")
         value = tokens[pos]
-        if kind is float and (not isinstance(value, float) or value in ("<exists>", "<absent>")):
+        if kind is float and not isinstance(value, float):
             raise InputError(
                 path, f"not a valid TextGrid: expected a number for {what}, found {value!r}"
             )
