@@ -332,3 +332,23 @@ def test_by_subject_trains_on_the_other_subjects(tmp_path):
     cv = {**FITTING, "cv": "by_subject"}
     _, row = fit_encoding_model(ds, "sub-002", feats, 1, 1.0, temporal=TEMPORAL, fitting=cv)
     assert row["cv"] == "by_subject" and row["mean_r"] > 0.3 and row["n_train_subjects"] == 4
+
+
+# -- configuration ------------------------------------------------------------------------------
+def test_config_block_reaches_the_adapter_and_typos_are_caught():
+    from lmbrain.config import validate_config
+    from lmbrain.datasets import adapter_options
+    from lmbrain.errors import ConfigError
+
+    base = {"models": [{"model": "x"}]}
+    block = {"format": "lebel", "path": "/d", "tr": 2.0, "trim": {"start": 5}, "subjects": ["A"]}
+    cfg = validate_config({**base, "datasets": {"d": block}, "fitting": {"cv": "by_subject"}})
+    assert adapter_options(cfg["datasets"]["d"]) == {"tr": 2.0, "trim": {"start": 5}}
+    assert cfg["datasets"]["d"]["ceiling"] == {"method": "auto", "n_splits": 20}
+    for bad, key in [
+        ({"fitting": {"cv": "folds"}}, "fitting.cv"),
+        ({"datasets": {"d": {**block, "trim": {"start": -1}}}}, "datasets.d.trim.start"),
+        ({"datasets": {"d": {**block, "format": "bids"}}}, "datasets.d.format"),
+    ]:
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            validate_config({**base, "datasets": {"d": block}, **bad})
