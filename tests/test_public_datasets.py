@@ -266,6 +266,19 @@ def test_isc_ceiling_recovers_planted_shared_signal():
     assert half == 6 and np.all((r_half > 0) & (r_half < 1))
 
 
+def test_isc_ceiling_of_a_dataset_matches_the_planted_truth(tmp_path):
+    # fixture: subject response = w * s + N(0, 0.8^2) with s standardised over the run
+    truth = fx.make_lpp(tmp_path, n_subjects=8)
+    ds = open_dataset(tmp_path, "lpp", {"average_subject": True})
+    w = truth["weights"]
+    for subject, m in [("sub-EN001", 1), ("average", 8)]:
+        cc, source = subject_ceiling(ds, subject, ds.stories, n_splits=10)
+        expected = np.sqrt(w**2 / (w**2 + 0.64 / m))
+        assert source == "isc"
+        assert np.mean(np.abs(cc - expected)) < 0.03, subject
+        assert np.corrcoef(cc, expected)[0, 1] > 0.9
+
+
 def test_isc_ceiling_of_a_dataset(tmp_path):
     fx.make_lpp(tmp_path)
     ds = open_dataset(tmp_path, "lpp", {"average_subject": True})

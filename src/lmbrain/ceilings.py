@@ -285,8 +285,9 @@ def subject_ceiling(
                 log.warning("%s lacks repeats of %s: no noise ceiling", subject, stories)
             return none, "none"
     if method in ("auto", "isc") and hasattr(dataset, "group_responses"):
-        rho1, weights = [], []
         members = [s for s in dataset.subjects if s != AVERAGE_SUBJECT]
+        averaged = getattr(dataset, "average_of", None)
+        rho1, rho_target, weights = [], [], []
         for story in stories:
             group = np.stack([trim(x, t0, t1) for x in dataset.group_responses(story, members)])
             if group.shape[0] < 4:
@@ -295,13 +296,16 @@ def subject_ceiling(
                     log.warning("%s: %d subjects, too few for an ISC ceiling", story, len(group))
                 break
             r_half, half = split_half_r(group, n_splits, seed)
-            rho1.append(spearman_brown(r_half, 1.0 / half) * group.shape[1])
+            story_rho1 = spearman_brown(r_half, 1.0 / half)
+            # the average subject of a story is the mean of the subjects who heard it
+            m = (len(averaged) if averaged else group.shape[0]) if subject == AVERAGE_SUBJECT else 1
+            rho1.append(story_rho1 * group.shape[1])
+            rho_target.append(spearman_brown(story_rho1, float(m)) * group.shape[1])
             weights.append(group.shape[1])
         if rho1:
-            rho = np.sum(rho1, axis=0) / np.sum(weights)  # TR-weighted mean of rho_1
-            averaged = getattr(dataset, "average_of", None) or members
-            m = len(averaged) if subject == AVERAGE_SUBJECT else 1
-            rho_m = spearman_brown(rho, float(m))
+            # TR-weighted means over stories of the single-subject and the target reliability
+            rho = np.sum(rho1, axis=0) / np.sum(weights)
+            rho_m = np.sum(rho_target, axis=0) / np.sum(weights)
             ok = np.isfinite(rho_m) & (rho > 0)
             return np.where(ok, np.sqrt(np.clip(rho_m, 0.0, 1.0)), np.nan), "isc"
     if log:

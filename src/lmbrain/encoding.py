@@ -116,6 +116,8 @@ def outer_folds(
             folds.append(([(subject, s) for s in chosen], [(subject, held)]))
         return folds
     if cv == "by_subject":
+        if subject == "average":
+            raise ValueError("by_subject cross-validation cannot score the average subject")
         pool = [t for t in (subjects or dataset.subjects) if t not in (subject, "average")]
         if len(pool) < 1:
             raise ValueError("by_subject cross-validation needs other subjects to train on")
