@@ -365,3 +365,26 @@ def test_config_block_reaches_the_adapter_and_typos_are_caught():
     ]:
         with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
             validate_config({**base, "datasets": {"d": block}, **bad})
+
+
+def test_gifti_shape_from_header_matches_the_data(tmp_path):
+    from lmbrain.datasets.narratives import _gifti_shape, _read_gifti
+
+    data = np.arange(30 * 7, dtype=np.float32).reshape(7, 30)
+    per_tr = nib.gifti.GiftiImage(darrays=[nib.gifti.GiftiDataArray(row) for row in data])
+    one = nib.gifti.GiftiImage(darrays=[nib.gifti.GiftiDataArray(np.ascontiguousarray(data.T))])
+    for name, img in [("per_tr.func.gii", per_tr), ("one.func.gii", one)]:
+        nib.save(img, tmp_path / name)
+        assert _gifti_shape(tmp_path / name) == (7, 30)
+        np.testing.assert_array_equal(_read_gifti(tmp_path / name), data)
+
+
+def test_narratives_left_and_right_disagree(tmp_path):
+    fx.make_narratives(tmp_path)
+    ds = open_dataset(tmp_path, "narratives", {"surface": True, "space": "fsaverage6"})
+    left, right = ds.run_files("sub-002", "tunnel")
+    img = nib.load(right)
+    nib.save(nib.gifti.GiftiImage(darrays=img.darrays[:-5]), right)
+    with pytest.raises(InputError, match="TRs but") as err:
+        ds.validate(["sub-002"])
+    assert str(right) in str(err.value)

@@ -345,12 +345,34 @@ class NarrativesDataset:
 
 
 def _gifti_shape(path: Path) -> tuple[int, int]:
-    """(n_trs, n_vertices) of a functional GIfTI (one data array per TR)."""
-    img = _load_gifti(path)
-    sizes = {int(np.asarray(d.data).size) for d in img.darrays}
+    """(n_trs, n_vertices) of a functional GIfTI (one data array per TR), from its XML header.
+
+    The data arrays' ``Dim0`` attributes are read without decoding the data, so checking every
+    run of a large dataset when the workflow starts stays fast.
+    """
+    import xml.etree.ElementTree as ET
+
+    if not path.is_file():
+        raise InputError(path, "GIfTI file not found")
+    sizes, n = set(), 0
+    try:
+        for _, elem in ET.iterparse(path, events=("start",)):
+            if elem.tag == "DataArray":
+                n += 1
+                dims = [
+                    int(elem.get(f"Dim{i}", 1)) for i in range(int(elem.get("Dimensionality", 1)))
+                ]
+                sizes.add(tuple(dims))
+    except (ET.ParseError, ValueError) as exc:
+        raise InputError(path, f"not a readable GIfTI file ({exc})") from exc
+    if n == 0:
+        raise InputError(path, "no data arrays (expected one per TR)")
     if len(sizes) != 1:
-        raise InputError(path, f"data arrays of different sizes {sorted(sizes)}")
-    return len(img.darrays), sizes.pop()
+        raise InputError(path, f"data arrays of different shapes {sorted(sizes)}")
+    dims = sizes.pop()
+    if n == 1 and len(dims) == 2:  # one (vertices, TRs) array
+        return dims[1], dims[0]
+    return n, int(np.prod(dims))
 
 
 def _load_gifti(path: Path):
