@@ -9,6 +9,7 @@ subject missing a story). The planted word-rate signal must come out as positive
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -127,3 +128,23 @@ def test_narratives_missing_story_is_reported(public_run):
     assert (table["test_stories"] == "wheretheressmoke").all()
     vox = np.load(root / "results/narratives/fits/sub-001/tiny-gpt2/layer-1_frac-1.npz")
     assert list(vox["hemisphere"]) == ["L"] * 30 + ["R"] * 30
+
+
+def test_leave_one_run_out_through_the_workflow(public_run, tmp_path):
+    """fitting.cv changes the ceilings and fits only: the features are reused."""
+    root, _ = public_run
+    work = tmp_path / "loro"
+    shutil.copytree(root / "results" / "lpp", work / "results" / "lpp")
+    shutil.copytree(root / ".snakemake", work / ".snakemake", symlinks=True)
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    config["datasets"] = {"lpp": config["datasets"]["lpp"]}
+    config["fitting"]["cv"] = "leave_one_run_out"
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    res = run_snakemake(work, "--cores", "2")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-5000:]
+    assert "rule extract_features" not in out
+    table = scores(work, "lpp").set_index("subject")
+    assert (table["cv"] == "leave_one_run_out").all() and (table["n_outer_folds"] == 4).all()
+    assert (table["test_stories"] == "run-1,run-2,run-3,run-4").all()
+    assert (table["mean_r"] > 0.3).all() and table["n_voxels_ceiling"].min() > 40
