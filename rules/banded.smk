@@ -19,6 +19,7 @@ rule fit_banded:
     params:
         root=dataset_root,
         format=lambda wc: DATASETS[wc.dataset]["format"],
+        options=dataset_options,
         bands=lambda wc: banded_bands(wc.banded),
         n_iter=lambda wc: BANDED[wc.banded]["n_iter"],
         temporal=CFG["temporal"],

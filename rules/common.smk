@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from lmbrain.config import fraction_label, resolve_layers, validate_config
-from lmbrain.datasets import open_dataset
+from lmbrain.datasets import adapter_options, index_path, open_dataset
 from lmbrain.errors import LmbrainError
 from lmbrain.models import model_id, read_n_layers, resolve_source
 
@@ -30,7 +30,7 @@ def _subjects(name):
         n = spec["simulate"]["n_subjects"]
         return [f"sub-{i:02d}" for i in range(1, n + 1)]
     try:
-        return open_dataset(spec["path"], spec["format"]).subjects
+        return open_dataset(spec["path"], spec["format"], spec).subjects
     except LmbrainError as exc:
         raise WorkflowError(f"dataset '{name}': {exc}") from None
 
@@ -49,6 +49,7 @@ def _layers(mid):
 
 
 SUBJECTS = {name: _subjects(name) for name in DATASETS}
+INDEX_FILES = {}
 
 
 def _check_dataset(name):
@@ -57,9 +58,11 @@ def _check_dataset(name):
     if "simulate" in spec:
         return
     try:
-        open_dataset(spec["path"], spec["format"]).validate(SUBJECTS[name])
+        dataset = open_dataset(spec["path"], spec["format"], spec)
+        dataset.validate(SUBJECTS[name])
     except LmbrainError as exc:
         raise WorkflowError(f"dataset '{name}': {exc}") from None
+    INDEX_FILES[name] = str(index_path(dataset))
 
 
 for _name in DATASETS:
@@ -117,7 +120,20 @@ def dataset_inputs(wildcards):
     spec = DATASETS[wildcards.dataset]
     if "simulate" in spec:
         return spec["path"]
-    return str(Path(spec["path"]) / "dataset.yaml")
+    return INDEX_FILES[wildcards.dataset]
+
+
+def dataset_options(wildcards):
+    """The adapter options of a dataset's config block (tr, trim, test stories, ...)."""
+    return adapter_options(DATASETS[wildcards.dataset])
+
+
+def fit_subjects(wildcards):
+    """The training pool of `fitting.cv: by_subject` (None otherwise, so that adding a
+    subject does not rerun the other subjects' fits)."""
+    if CFG["fitting"]["cv"] != "by_subject":
+        return None
+    return SUBJECTS[wildcards.dataset]
 
 
 def model_fractions(mid):

@@ -26,6 +26,7 @@ rule validate_stimuli:
     params:
         root=dataset_root,
         format=lambda wc: DATASETS[wc.dataset]["format"],
+        options=dataset_options,
     script:
         "../scripts/validate_dataset.py"
 
@@ -50,5 +51,9 @@ rule noise_ceiling:
     params:
         root=dataset_root,
         format=lambda wc: DATASETS[wc.dataset]["format"],
+        options=dataset_options,
+        ceiling=lambda wc: DATASETS[wc.dataset]["ceiling"],
+        cv=CFG["fitting"]["cv"],
+        seed=CFG["seed"],
     script:
         "../scripts/noise_ceiling.py"

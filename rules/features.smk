@@ -22,6 +22,7 @@ rule extract_features:
         layers=lambda wc: extraction_layers(wc.model),
         root=dataset_root,
         format=lambda wc: DATASETS[wc.dataset]["format"],
+        options=dataset_options,
         context_tokens=CFG["features"]["context_tokens"],
         stride_tokens=CFG["features"]["stride_tokens"],
         audio_context_s=CFG["features"]["audio_context_s"],

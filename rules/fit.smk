@@ -22,6 +22,8 @@ rule fit_encoding_model:
     params:
         root=dataset_root,
         format=lambda wc: DATASETS[wc.dataset]["format"],
+        options=dataset_options,
+        subjects=fit_subjects,
         entry=lambda wc: MODELS[wc.model],
         temporal=CFG["temporal"],
         fitting=CFG["fitting"],

@@ -23,6 +23,7 @@ rule brain_map_volume:
     params:
         root=dataset_root,
         format=lambda wc: DATASETS[wc.dataset]["format"],
+        options=dataset_options,
         prefix=lambda wc: MAP_PREFIX.format(**wc),
     script:
         "../scripts/write_brain_map.py"
@@ -74,6 +75,7 @@ rule summarize_rois:
     params:
         root=dataset_root,
         format=lambda wc: DATASETS[wc.dataset]["format"],
+        options=dataset_options,
         rois=lambda wc: roi_config(wc.dataset),
     script:
         "../scripts/summarize_rois.py"

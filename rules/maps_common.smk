@@ -12,7 +12,7 @@ MAP_PREFIX = f"{RESULTS}/{{dataset}}/maps/{{subject}}/{{model}}/layer-{{layer}}_
 @cache
 def _opened(name):
     spec = DATASETS[name]
-    return open_dataset(spec["path"], spec["format"])
+    return open_dataset(spec["path"], spec["format"], spec)
 
 
 @cache

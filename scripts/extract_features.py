@@ -12,7 +12,7 @@ import torch  # noqa: E402 - after the thread caps
 torch.set_num_threads(int(snakemake.threads))
 run = validate_config(snakemake.config)["features"]  # execution settings, not tracked
 params = snakemake.params
-dataset = open_dataset(params.root, params.format)
+dataset = open_dataset(params.root, params.format, params.options)
 model, processor, info = load_model(
     params.entry, params.cache, device=run["device"], dtype=run["dtype"]
 )

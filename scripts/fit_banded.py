@@ -7,7 +7,7 @@ from lmbrain.scripting import start
 
 log = start(snakemake)
 params, wc = snakemake.params, snakemake.wildcards
-dataset = open_dataset(params.root, params.format)
+dataset = open_dataset(params.root, params.format, params.options)
 bands = [
     (band["label"], path, band["layer"])
     for band, path in zip(params.bands, snakemake.input.features, strict=True)

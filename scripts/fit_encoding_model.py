@@ -10,7 +10,7 @@ from lmbrain.scripting import start
 
 log = start(snakemake)
 params, wc = snakemake.params, snakemake.wildcards
-dataset = open_dataset(params.root, params.format)
+dataset = open_dataset(params.root, params.format, params.options)
 voxels, row = fit_encoding_model(
     dataset,
     wc.subject,
@@ -22,6 +22,7 @@ voxels, row = fit_encoding_model(
     cc_max=np.load(snakemake.input.ceiling)["cc_max"],
     min_cc_max=params.scoring["min_cc_max"],
     seed=params.seed,
+    subjects=params.subjects,
 )
 entry = params.entry
 row = {

@@ -9,7 +9,7 @@ from lmbrain.scripting import start
 log = start(snakemake)
 params = snakemake.params
 scores = read_score_rows(snakemake.input.rows)
-dataset = open_dataset(params.root, params.format)
+dataset = open_dataset(params.root, params.format, params.options)
 rois = {s: subject_rois(dataset, s, params.rois) for s in sorted(scores["subject"].unique())}
 table = roi_table(scores, rois)
 with atomic_path(snakemake.output[0]) as tmp:

@@ -15,3 +15,5 @@ for out, table in [(snakemake.output.scores, scores), (snakemake.output.fits, fi
     with atomic_path(out) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
 log.info("%d fits summarised", len(scores))
+if len(scores) and scores[["mean_r_left", "mean_r_right"]].isna().all().all():
+    log.warning("no voxel has a known hemisphere: the asymmetry fit and plot are left empty")

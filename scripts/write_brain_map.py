@@ -6,7 +6,7 @@ from lmbrain.scripting import start
 
 log = start(snakemake)
 params = snakemake.params
-dataset = open_dataset(params.root, params.format)
+dataset = open_dataset(params.root, params.format, params.options)
 geometry = dataset.geometry(snakemake.wildcards.subject)
 written = write_fit_map(snakemake.input.fit, geometry, params.prefix)
 expected = {str(p) for p in snakemake.output}

@@ -7,6 +7,8 @@ fraction). The workflow's fit rule calls :func:`fit_encoding_model`; so can a no
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from lmbrain.features import read_feature_info, read_feature_times, read_features
@@ -62,6 +64,77 @@ def story_design(dataset, feature_path, story: str, layer: int, n_trs: int, temp
     )
 
 
+#: Outer cross-validation schemes (``fitting.cv``).
+CV_SCHEMES = ("test_stories", "leave_one_run_out", "by_subject")
+
+
+def _own_stories(dataset, subject: str) -> list[str]:
+    """Stories ``subject`` has responses for (every story for adapters that do not say)."""
+    own = getattr(dataset, "subject_stories", None)
+    return list(own(subject)) if own is not None else list(dataset.stories)
+
+
+def outer_folds(
+    dataset, subject: str, fraction: float, cv: str, seed: int, subjects=None
+) -> list[tuple[list[tuple[str, str]], list[tuple[str, str]]]]:
+    """Train and test ``(subject, story)`` pairs of each outer fold.
+
+    Parameters
+    ----------
+    dataset : dataset adapter
+    subject : str
+        The subject scored.
+    fraction : float
+        Fraction of the training stories (``by_subject``: of the training subjects), nested
+        subsets drawn with ``seed``.
+    cv : {"test_stories", "leave_one_run_out", "by_subject"}
+        ``test_stories``: one fold, the subject's training stories against the dataset's test
+        stories (those the subject heard). ``leave_one_run_out``: each of the subject's stories
+        (runs) is held out in turn and the model is fitted on the others. ``by_subject``: one
+        fold, fitted on every story of the other subjects (``subjects``, default the dataset's,
+        without ``average``) and tested on every story of ``subject``.
+    seed : int
+    subjects : list of str, optional
+        The subjects of the study (``by_subject``).
+
+    Returns
+    -------
+    list of (train_pairs, test_pairs)
+    """
+    own = _own_stories(dataset, subject)
+    if cv == "test_stories":
+        train = [s for s in dataset.train_stories if s in own]
+        test = [s for s in dataset.test_stories if s in own]
+        if not test or len(train) < 2:
+            raise ValueError(
+                f"{subject} has {len(train)} training and {len(test)} test stories "
+                f"(of {dataset.test_stories}); it needs 2 and 1 (or fitting.cv: by_subject)"
+            )
+        chosen = nested_train_subsets(train, [fraction], seed)[fraction]
+        return [([(subject, s) for s in chosen], [(subject, s) for s in test])]
+    if cv == "leave_one_run_out":
+        if len(own) < 3:
+            raise ValueError(f"{subject} has {len(own)} runs; leave-one-run-out needs 3")
+        folds = []
+        for held in own:
+            rest = [s for s in own if s != held]
+            chosen = nested_train_subsets(rest, [fraction], seed)[fraction]
+            folds.append(([(subject, s) for s in chosen], [(subject, held)]))
+        return folds
+    if cv == "by_subject":
+        if subject == "average":
+            raise ValueError("by_subject cross-validation cannot score the average subject")
+        pool = [t for t in (subjects or dataset.subjects) if t not in (subject, "average")]
+        if len(pool) < 1:
+            raise ValueError("by_subject cross-validation needs other subjects to train on")
+        chosen = nested_train_subsets(pool, [fraction], seed)[fraction]
+        train = [(t, s) for t in chosen for s in _own_stories(dataset, t)]
+        if len(train) < 2:
+            raise ValueError(f"the subjects {chosen} have fewer than 2 runs to train on")
+        return [(train, [(subject, s) for s in own])]
+    raise ValueError(f"unknown fitting.cv {cv!r}; use one of {CV_SCHEMES}")
+
+
 def fit_encoding_model(
     dataset,
     subject: str,
@@ -74,6 +147,7 @@ def fit_encoding_model(
     cc_max: np.ndarray | None = None,
     min_cc_max: float = 0.1,
     seed: int = 0,
+    subjects: list[str] | None = None,
 ):
     """Fit and score one voxelwise encoding model.
 
@@ -88,50 +162,76 @@ def fit_encoding_model(
     fraction : float
         Fraction of the training stories (nested subsets drawn with ``seed``).
     temporal, fitting : dict
-        Config sections.
+        Config sections; ``fitting["cv"]`` picks the outer cross-validation
+        (:func:`outer_folds`, default ``test_stories``).
     cc_max : ndarray, optional
         Per-voxel noise ceiling; without it ``r_norm`` is all NaN.
     min_cc_max : float
         Voxels with a lower ceiling are left out of ``r_norm``.
     seed : int
         Seed of the train-story subsets.
+    subjects : list of str, optional
+        The study's subjects (training pool of ``fitting.cv: by_subject``).
 
     Returns
     -------
     voxels : dict of ndarray
         Per-voxel ``r``, ``r2``, ``alpha``, ``cv_score``, ``cc_max``, ``r_norm``, ``hemisphere``.
+        With several outer folds (leave-one-run-out), ``r`` and ``r2`` are the means over
+        folds of each held-out run's scores, ``alpha`` the median and ``cv_score`` the mean of
+        the folds' values.
     row : dict
         The summary row of :mod:`lmbrain.aggregate`'s score table (without dataset/model keys
         the caller adds).
     """
-    train = nested_train_subsets(dataset.train_stories, [fraction], seed)[fraction]
-    xs, ys, groups = [], [], []
-    for i, story in enumerate(train):
-        y = dataset.responses(subject, story)
-        xs.append(story_design(dataset, feature_path, story, layer, y.shape[0], temporal))
-        ys.append(prepare_responses(y, dataset.trim_start, dataset.trim_end))
-        groups.append(np.full(xs[-1].shape[0], i))
-    x_test, y_test = [], []
-    for story in dataset.test_stories:
-        y = dataset.test_target(subject, story)
-        x_test.append(story_design(dataset, feature_path, story, layer, y.shape[0], temporal))
-        y_test.append(prepare_responses(y, dataset.trim_start, dataset.trim_end))
-    X, Y = np.concatenate(xs), np.concatenate(ys)
-    Xt, Yt = np.concatenate(x_test), np.concatenate(y_test)
+    cv = fitting.get("cv", "test_stories")
+    folds = outer_folds(dataset, subject, fraction, cv, seed, subjects)
+    designs: dict[str, np.ndarray] = {}
 
-    fit = fit_ridge_cv(
-        X,
-        Y,
-        np.concatenate(groups),
-        alpha_grid(fitting["alphas"], key="fitting.alphas"),
-        n_folds=fitting["n_folds"],
-        backend=fitting["backend"],
-        solver=fitting["solver"],
-        n_targets_batch=fitting.get("n_targets_batch"),
-    )
-    pred = predict(fit, Xt)
-    r = pearson_r(Yt, pred)
-    r2 = r2_score(Yt, pred)
+    def design(story: str, n_trs: int) -> np.ndarray:
+        key = f"{story}:{n_trs}"
+        if key not in designs:
+            designs[key] = story_design(dataset, feature_path, story, layer, n_trs, temporal)
+        return designs[key]
+
+    def load(pairs, target: bool):
+        xs, ys, groups = [], [], []
+        for i, (subj, story) in enumerate(pairs):
+            y = dataset.test_target(subj, story) if target else dataset.responses(subj, story)
+            xs.append(design(story, y.shape[0]))
+            ys.append(prepare_responses(y, dataset.trim_start, dataset.trim_end))
+            groups.append(np.full(xs[-1].shape[0], i))
+        return np.concatenate(xs), np.concatenate(ys), np.concatenate(groups)
+
+    rs, r2s, alphas, cv_scores = [], [], [], []
+    n_test_trs = 0
+    for train_pairs, test_pairs in folds:
+        X, Y, groups = load(train_pairs, target=False)
+        Xt, Yt, _ = load(test_pairs, target=True)
+        fit = fit_ridge_cv(
+            X,
+            Y,
+            groups,
+            alpha_grid(fitting["alphas"], key="fitting.alphas"),
+            n_folds=fitting["n_folds"],
+            backend=fitting["backend"],
+            solver=fitting["solver"],
+            n_targets_batch=fitting.get("n_targets_batch"),
+        )
+        pred = predict(fit, Xt)
+        rs.append(pearson_r(Yt, pred))
+        r2s.append(r2_score(Yt, pred))
+        alphas.append(np.asarray(fit.best_alphas, dtype=float))
+        cv_scores.append(np.asarray(fit.cv_scores, dtype=float))
+        n_test_trs += int(Xt.shape[0])
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN voxels stay NaN
+        r = np.nanmean(rs, axis=0) if len(rs) > 1 else rs[0]
+        r2 = np.nanmean(r2s, axis=0) if len(r2s) > 1 else r2s[0]
+        cv_score = np.nanmean(cv_scores, axis=0)
+    alpha = np.median(alphas, axis=0)
+    train = sorted({story for pairs, _ in folds for _, story in pairs})
+    tested = sorted({story for _, pairs in folds for _, story in pairs})
     n_vox = Y.shape[1]
     cc = np.full(n_vox, np.nan) if cc_max is None else np.asarray(cc_max, dtype=float)
     r_norm = normalized_r(r, cc, min_cc_max)
@@ -148,9 +248,9 @@ def fit_encoding_model(
         "layer": int(layer),
         "depth": layer / n_layers,
         "train_fraction": float(fraction),
-        "n_train_stories": len(train),
+        "n_train_stories": len(folds[0][0]),
         "n_train_trs": int(X.shape[0]),
-        "n_test_trs": int(Xt.shape[0]),
+        "n_test_trs": n_test_trs,
         "n_features": int(X.shape[1]),
         "n_voxels": int(n_vox),
         "mean_r": mean["mean"],
@@ -160,15 +260,20 @@ def fit_encoding_model(
         "mean_r_norm": summarize_scores(r_norm)["mean"],
         "n_voxels_excluded": mean["n_excluded"],
         "n_voxels_ceiling": int(np.isfinite(r_norm).sum()),
-        "mean_cv_score": summarize_scores(fit.cv_scores)["mean"],
+        "mean_cv_score": summarize_scores(cv_score)["mean"],
         "solver": fit.solver,
         "train_stories": ",".join(train),
+        "test_stories": ",".join(tested),
     }
+    if cv != "test_stories":
+        row["cv"] = cv
+        row["n_outer_folds"] = len(folds)
+        row["n_train_subjects"] = len({subj for pairs, _ in folds for subj, _ in pairs})
     voxels = {
         "r": r.astype(np.float32),
         "r2": r2.astype(np.float32),
-        "alpha": np.asarray(fit.best_alphas, dtype=np.float32),
-        "cv_score": np.asarray(fit.cv_scores, dtype=np.float32),
+        "alpha": alpha.astype(np.float32),
+        "cv_score": cv_score.astype(np.float32),
         "cc_max": cc.astype(np.float32),
         "r_norm": r_norm.astype(np.float32),
         "hemisphere": hemi,

@@ -3,25 +3,72 @@
 Every adapter returns an object with ``name``, ``tr``, ``trim_start``, ``trim_end``,
 ``stories``, ``train_stories``, ``test_stories``, ``subjects`` and the methods ``words(story)``,
 ``responses(subject, story)``, ``test_target(subject, story)``, ``repeats(subject, story)``,
-``voxels(subject)`` and ``validate(subjects)``.
+``voxels(subject)``, ``validate(subjects)`` and ``stimulus_path(story)``. The public-dataset
+adapters (``lebel``, ``lpp``, ``narratives``) add ``geometry(subject)``,
+``subject_stories(subject)``, ``index_path`` and, where subjects can be pooled,
+``group_responses(story, subjects)`` (see :mod:`lmbrain.datasets.base`).
+
+An adapter class declares its config options in ``OPTIONS`` (key -> default); the keys of a
+dataset's config block that an adapter declares are passed to it (:func:`adapter_options`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from lmbrain.datasets.lebel import LebelDataset
+from lmbrain.datasets.lpp import LppDataset
+from lmbrain.datasets.narratives import NarrativesDataset
 from lmbrain.datasets.native import NativeDataset
 
-ADAPTERS = {"native": NativeDataset}
+ADAPTERS = {
+    "native": NativeDataset,
+    "lebel": LebelDataset,
+    "lpp": LppDataset,
+    "narratives": NarrativesDataset,
+}
 
 
-def open_dataset(path: str | Path, format: str = "native"):  # noqa: A002 - config key name
-    """Open the dataset at ``path`` with the adapter named by ``format``."""
+def adapter_options(spec: dict) -> dict:
+    """The options of a dataset's config block that its adapter takes (``OPTIONS`` keys)."""
+    adapter = ADAPTERS.get(spec.get("format", "native"))
+    declared = getattr(adapter, "OPTIONS", {})
+    return {k: v for k, v in spec.items() if k in declared}
+
+
+def open_dataset(path: str | Path, format: str = "native", options: dict | None = None):  # noqa: A002 - config key name
+    """Open the dataset at ``path`` with the adapter named by ``format``.
+
+    Parameters
+    ----------
+    path : str or Path
+        The dataset's root folder.
+    format : str
+        A key of :data:`ADAPTERS`.
+    options : dict, optional
+        Adapter options (the dataset's config block, filtered by :func:`adapter_options`).
+    """
     try:
         adapter = ADAPTERS[format]
     except KeyError:
         raise ValueError(f"unknown dataset format {format!r}; known: {sorted(ADAPTERS)}") from None
-    return adapter(path)
+    if getattr(adapter, "OPTIONS", None) is None:
+        return adapter(path)
+    return adapter(path, **adapter_options({"format": format, **(options or {})}))
 
 
-__all__ = ["ADAPTERS", "NativeDataset", "open_dataset"]
+def index_path(dataset) -> Path:
+    """The file whose change means the dataset changed (an input of the reading rules)."""
+    return Path(getattr(dataset, "index_path", Path(dataset.root) / "dataset.yaml"))
+
+
+__all__ = [
+    "ADAPTERS",
+    "LebelDataset",
+    "LppDataset",
+    "NarrativesDataset",
+    "NativeDataset",
+    "adapter_options",
+    "index_path",
+    "open_dataset",
+]

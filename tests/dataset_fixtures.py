@@ -1,0 +1,244 @@
+"""Small copies of the three public datasets, in their published layouts and file formats.
+
+Each writer builds a few short stories of words from :func:`lmbrain.testing.corpus_words` (so
+the tiny test tokenizers know them), and voxel responses with a planted signal: the number of
+words heard in each TR, two TRs later, times a positive per-voxel weight, plus Gaussian noise
+(the word rate is captured by any language model's features, trained or not).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from lmbrain.testing import corpus_words
+
+DELAY_TRS = 2
+
+
+def story_words(rng, n_words: int, start_s: float):
+    """Words, onsets and offsets with irregular pauses (a varying word rate)."""
+    vocab = [w.strip(".,;:!?") for w in corpus_words()]
+    vocab = [w for w in vocab if w]
+    words, on, off, t = [], [], [], start_s
+    for i in range(n_words):
+        dur = rng.uniform(0.2, 0.5)
+        words.append(vocab[i % len(vocab)])
+        on.append(round(t, 3))
+        off.append(round(t + dur, 3))
+        t += dur + (rng.uniform(1.0, 4.0) if rng.random() < 0.25 else rng.uniform(0.0, 0.1))
+    return words, np.array(on), np.array(off)
+
+
+def run_trs(offsets, tr: float, tail_s: float = 12.0) -> int:
+    """TRs of a run that ends ``tail_s`` seconds after its last word."""
+    return int(np.ceil((offsets[-1] + tail_s) / tr))
+
+
+def planted_run(rng, onsets, offsets, n_trs: int, tr: float, weights, noise: float = 0.4):
+    """(n_trs, n_voxels) responses: delayed word rate x weights + noise."""
+    n_trs = n_trs or run_trs(offsets, tr)
+    mid = (onsets + offsets) / 2
+    rate = np.bincount(np.minimum((mid // tr).astype(int), n_trs - 1), minlength=n_trs)
+    signal = np.roll(rate.astype(float), DELAY_TRS)
+    signal[:DELAY_TRS] = 0
+    signal = (signal - signal.mean()) / (signal.std() + 1e-9)
+    y = signal[:, None] * weights[None, :] + noise * rng.standard_normal((n_trs, weights.size))
+    return y.astype(np.float32)
+
+
+# -- LeBel et al. (ds003020) -----------------------------------------------------------------
+def write_textgrid(path: Path, intervals, short: bool = False, xmax: float | None = None):
+    """A Praat TextGrid with a phone tier and a word tier, long or short text format."""
+    xmax = xmax if xmax is not None else intervals[-1][1]
+    tiers = [("phone", [(0.0, xmax, "")]), ("word", intervals)]
+    if short:
+        lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "0", f"{xmax}"]
+        lines += ["<exists>", str(len(tiers))]
+        for name, items in tiers:
+            lines += ['"IntervalTier"', f'"{name}"', "0", f"{xmax}", str(len(items))]
+            for a, b, t in items:
+                lines += [f"{a}", f"{b}", '"' + t.replace('"', '""') + '"']
+    else:
+        lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0 "]
+        lines += [f"xmax = {xmax} ", "tiers? <exists> ", f"size = {len(tiers)} ", "item []: "]
+        for k, (name, items) in enumerate(tiers, start=1):
+            lines += [f"    item [{k}]:", '        class = "IntervalTier" ']
+            lines += [f'        name = "{name}" ', "        xmin = 0 ", f"        xmax = {xmax} "]
+            lines += [f"        intervals: size = {len(items)} "]
+            for j, (a, b, t) in enumerate(items, start=1):
+                text = t.replace('"', '""')
+                lines += [f"        intervals [{j}]:", f"            xmin = {a} "]
+                lines += [f"            xmax = {b} ", f'            text = "{text}" ']
+    path.write_text("\n".join(lines) + "\n")
+
+
+def word_intervals(words, on, off, rng):
+    """Contiguous TextGrid intervals: words, with sp / {NS} / empty fillers between them."""
+    items, t = [], 0.0
+    for w, a, b in zip(words, on, off, strict=True):
+        if a > t:
+            items.append((round(t, 3), float(a), str(rng.choice(["sp", "", "{NS}", "br"]))))
+        items.append((float(a), float(b), w))
+        t = float(b)
+    items.append((t, t + 5.0, "sentence_end"))
+    return items
+
+
+def make_lebel(root: Path, seed: int = 0, n_vox: int = 40) -> dict:
+    """ds003020 layout: 4 stories, UTS01 has all, UTS02 lacks one training story."""
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    tr = 2.0045
+    stories = ["alternateithicatom", "avatar", "legacy", "wheretheressmoke"]
+    (root / "derivative" / "TextGrids").mkdir(parents=True)
+    truth = {"stories": stories, "words": {}}
+    respdict = {}
+    runs = {}
+    for i, story in enumerate(stories):
+        words, on, off = story_words(rng, 110, start_s=22.0)
+        truth["words"][story] = words
+        write_textgrid(
+            root / "derivative" / "TextGrids" / f"{story}.TextGrid",
+            word_intervals(words, on, off, rng),
+            short=(i % 2 == 1),
+        )
+        respdict[story] = run_trs(off, tr) - 15
+        runs[story] = (on, off)
+    (root / "derivative" / "respdict.json").write_text(json.dumps(respdict))
+    for subject in ["UTS01", "UTS02"]:
+        folder = root / "derivative" / "preprocessed_data" / subject
+        folder.mkdir(parents=True)
+        weights = rng.uniform(0.5, 1.5, n_vox)
+        for story in stories:
+            if subject == "UTS02" and story == "avatar":
+                continue
+            y = planted_run(rng, *runs[story], 0, tr, weights)
+            with h5py.File(folder / f"{story}.hf5", "w") as fh:
+                fh["data"] = y[10:-5]
+    return truth
+
+
+# -- Le Petit Prince (ds003643) --------------------------------------------------------------
+LPP_SHAPE = (5, 4, 3)
+LPP_AFFINE = np.array([[3.0, 0, 0, -7.5], [0, 3, 0, -6], [0, 0, 3, 0], [0, 0, 0, 1]])
+
+
+def make_lpp(root: Path, seed: int = 1, n_subjects: int = 4, n_runs: int = 4):
+    """ds003643 layout: annotation CSV, a mask, one 4-D NIfTI per subject and run.
+
+    Subjects share the planted signal (same weights) with their own noise, so the
+    inter-subject ceiling is meaningful. Runs are numbered from 15 (mapped by order).
+    """
+    import nibabel as nib
+
+    rng = np.random.default_rng(seed)
+    tr = 2.0
+    ann = root / "annotation" / "EN"
+    ann.mkdir(parents=True)
+    rows, runs = ["word,onset,offset,section,lemma"], {}
+    for section in range(1, n_runs + 1):
+        words, on, off = story_words(rng, 90, start_s=3.0)
+        runs[section] = (on, off)
+        for w, a, b in zip(words, on, off, strict=True):
+            rows.append(f"{w},{a},{b},{section},{w.lower()}")
+    (ann / "lppEN_word_information.csv").write_text("\n".join(rows) + "\n")
+    mask = np.ones(LPP_SHAPE, dtype=bool)
+    mask[0, 0, 0] = mask[-1, -1, -1] = False
+    deriv = root / "derivatives"
+    deriv.mkdir()
+    nib.save(nib.Nifti1Image(mask.astype(np.uint8), LPP_AFFINE), deriv / "brain_mask.nii.gz")
+    weights = rng.uniform(0.5, 1.5, int(mask.sum()))
+    for s in range(1, n_subjects + 1):
+        func = deriv / f"sub-EN{s:03d}" / "func"
+        func.mkdir(parents=True)
+        for section in range(1, n_runs + 1):
+            y = planted_run(rng, *runs[section], 0, tr, weights, noise=0.8)
+            vol = np.zeros((*LPP_SHAPE, y.shape[0]), dtype=np.float32)
+            vol[mask] = y.T
+            name = f"sub-EN{s:03d}_task-lppEN_run-{14 + section}_space-MNI_desc-preproc_bold.nii.gz"
+            nib.save(nib.Nifti1Image(vol, LPP_AFFINE), func / name)
+    return {"mask": mask, "weights": weights}
+
+
+# -- Narratives (ds002345) -------------------------------------------------------------------
+NARRATIVES_STORIES = ["lucy", "pieman", "tunnel", "wheretheressmoke"]
+
+
+def gentle_json(words, on, off, rng, n_unaligned: int = 3) -> dict:
+    """A Gentle align.json: aligned words plus a few 'not-found-in-audio' ones."""
+    entries = [
+        {
+            "alignedWord": w.lower(),
+            "case": "success",
+            "start": float(a),
+            "end": float(b),
+            "word": w,
+            "phones": [],
+        }
+        for w, a, b in zip(words, on, off, strict=True)
+    ]
+    for k in range(n_unaligned):
+        pos = int(rng.integers(1, len(entries)))
+        entries.insert(pos, {"case": "not-found-in-audio", "word": f"um{k}"})
+    return {"transcript": " ".join(words), "words": entries}
+
+
+def make_narratives(
+    root: Path,
+    seed: int = 2,
+    n_subjects: int = 5,
+    n_vert: int = 30,
+    n_trs: int = 80,
+    surface: bool = True,
+    missing=(("sub-004", "lucy"),),
+):
+    """ds002345 layout: Gentle alignments, BIDS sidecars, fsaverage-style GIfTI (or NIfTI) runs.
+
+    ``missing`` lists (subject, story) runs absent from the release (a logged skip).
+    """
+    import nibabel as nib
+
+    rng = np.random.default_rng(seed)
+    tr = 1.5
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dataset_description.json").write_text(json.dumps({"Name": "Narratives"}))
+    runs = {}
+    for story in NARRATIVES_STORIES:
+        folder = root / "stimuli" / "gentle" / story
+        folder.mkdir(parents=True)
+        words, on, off = story_words(rng, 90, start_s=4.0)
+        runs[story] = (on, off)
+        (folder / "align.json").write_text(json.dumps(gentle_json(words, on, off, rng)))
+        (root / f"task-{story}_bold.json").write_text(json.dumps({"RepetitionTime": tr}))
+    deriv = root / "derivatives" / "afni-nosmooth"
+    mask = np.ones(LPP_SHAPE, dtype=bool)
+    if not surface:
+        nib.save(nib.Nifti1Image(mask.astype(np.uint8), LPP_AFFINE), root / "group_mask.nii.gz")
+    n_cols = 2 * n_vert if surface else int(mask.sum())
+    weights = rng.uniform(0.5, 1.5, n_cols)
+    for s in range(1, n_subjects + 1):
+        subject = f"sub-{s:03d}"
+        func = deriv / subject / "func"
+        func.mkdir(parents=True)
+        for story in NARRATIVES_STORIES:
+            if (subject, story) in missing:
+                continue
+            y = planted_run(rng, *runs[story], 0, tr, weights, noise=0.6)
+            stem = f"{subject}_task-{story}"
+            if surface:
+                space = "space-fsaverage6"
+                for h, cols in (("L", y[:, :n_vert]), ("R", y[:, n_vert:])):
+                    img = nib.gifti.GiftiImage(
+                        darrays=[nib.gifti.GiftiDataArray(row.astype(np.float32)) for row in cols]
+                    )
+                    nib.save(img, func / f"{stem}_{space}_hemi-{h}_desc-clean.func.gii")
+            else:
+                vol = np.zeros((*LPP_SHAPE, y.shape[0]), dtype=np.float32)
+                vol[mask] = y.T
+                name = f"{stem}_space-MNI152NLin2009cAsym_res-native_desc-clean_bold.nii.gz"
+                nib.save(nib.Nifti1Image(vol, LPP_AFFINE), func / name)
+    return {"weights": weights}

@@ -1,0 +1,150 @@
+"""End to end: the workflow reads the three public datasets in their published layouts.
+
+One workflow run (one tiny model, one layer, one train fraction) covers small copies of
+LeBel et al. (no hemisphere labels: left/right outputs skipped), Le Petit Prince (volumes, the
+average subject, the inter-subject ceiling) and Narratives (fsaverage-style surface data, a
+subject missing a story). The planted word-rate signal must come out as positive scores.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+import dataset_fixtures as fx  # noqa: E402
+from test_workflow import run_snakemake  # noqa: E402
+
+from lmbrain.testing import make_tiny_model  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def public_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("public")
+    fx.make_lebel(root / "ds003020")
+    fx.make_lpp(root / "ds003643")
+    fx.make_narratives(root / "ds002345")
+    make_tiny_model(root / "gpt2", arch="gpt2", hidden_size=32, n_layers=2, seed=0)
+    config = {
+        "seed": 0,
+        "datasets": {
+            "lebel": {"format": "lebel", "path": str(root / "ds003020")},
+            "lpp": {
+                "format": "lpp",
+                "path": str(root / "ds003643"),
+                "average_subject": True,
+                "subjects": ["sub-EN001", "average"],
+                "ceiling": {"n_splits": 5},
+            },
+            "narratives": {
+                "format": "narratives",
+                "path": str(root / "ds002345"),
+                "surface": True,
+                "space": "fsaverage6",
+                "mesh": "fsaverage6",
+                "subjects": ["sub-001", "sub-004"],
+            },
+        },
+        "models": [{"name": "tiny-gpt2", "model": str(root / "gpt2"), "family": "gpt2"}],
+        "layers": [1],
+        "train_fractions": [1.0],
+        "features": {"context_tokens": 16, "stride_tokens": 16, "batch_size": 16, "threads": 1},
+        "fitting": {"alphas": {"logspace": [0, 4, 5]}, "n_folds": 3},
+        "aggregate": {"n_bootstrap": 20},
+    }
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    res = run_snakemake(root, "--cores", "2")
+    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
+    return root, res.stdout + res.stderr
+
+
+def scores(root: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(root / "results" / name / "summary" / "scores.tsv", sep="\t")
+
+
+def test_planted_signal_comes_out(public_run):
+    root, _ = public_run
+    for name, n_rows in [("lebel", 2), ("lpp", 2), ("narratives", 2)]:
+        table = scores(root, name)
+        assert len(table) == n_rows, name
+        assert (table["mean_r"] > 0.3).all(), (name, table["mean_r"].tolist())
+
+
+def test_lebel_without_hemispheres_skips_asymmetry(public_run):
+    root, _ = public_run
+    table = scores(root, "lebel")
+    assert table["mean_r_left"].isna().all() and table["mean_r_right"].isna().all()
+    fits = pd.read_csv(root / "results" / "lebel" / "summary" / "scaling_fits.tsv", sep="\t")
+    asym = fits[fits["fit"] == "asymmetry"]
+    assert asym.empty or asym["slope"].isna().all()
+    assert (root / "results" / "lebel" / "plots" / "asymmetry.png").is_file()
+    vox = np.load(
+        root / "results" / "lebel" / "fits" / "UTS02" / "tiny-gpt2" / "layer-1_frac-1.npz"
+    )
+    assert vox["r"].shape == (40,) and set(vox["hemisphere"]) == {""}
+    # UTS02 lacks 'avatar' in the release: fitted on the stories it has, skip in the manifest
+    row = table.set_index("subject").loc["UTS02"]
+    assert "avatar" not in row["train_stories"]
+    manifest = json.loads((root / "results/lebel/manifest/subjects/UTS02.json").read_text())
+    assert manifest["skipped"] == [
+        {"subject": "UTS02", "story": "avatar", "reason": "no response file"}
+    ]
+
+
+def test_lpp_average_subject_and_isc_ceiling(public_run):
+    root, _ = public_run
+    table = scores(root, "lpp").set_index("subject")
+    assert table.loc["average", "mean_r"] > table.loc["sub-EN001", "mean_r"]
+    assert table["mean_r_left"].notna().all() and table["mean_r_right"].notna().all()
+    for subject in ["sub-EN001", "average"]:
+        cc = np.load(root / "results" / "lpp" / "ceilings" / f"{subject}.npz")["cc_max"]
+        assert np.isfinite(cc).mean() > 0.9
+    single = np.load(root / "results/lpp/ceilings/sub-EN001.npz")["cc_max"]
+    group = np.load(root / "results/lpp/ceilings/average.npz")["cc_max"]
+    assert np.nanmean(group) > np.nanmean(single)
+    assert table["n_voxels_ceiling"].min() > 40
+
+
+def test_narratives_missing_story_is_reported(public_run):
+    root, out = public_run
+    manifest = json.loads((root / "results/narratives/manifest/subjects/sub-004.json").read_text())
+    assert manifest["subjects"]["sub-004"]["missing_stories"] == ["lucy"]
+    assert {"subject": "sub-004", "story": "lucy", "reason": "no run in space-fsaverage6"} in (
+        manifest["skipped"]
+    )
+    table = scores(root, "narratives").set_index("subject")
+    assert table.loc["sub-004", "n_train_stories"] == 2
+    assert table.loc["sub-001", "n_train_stories"] == 3
+    assert table.loc["sub-004", "train_stories"] == "pieman,tunnel"
+    assert (table["test_stories"] == "wheretheressmoke").all()
+    vox = np.load(root / "results/narratives/fits/sub-001/tiny-gpt2/layer-1_frac-1.npz")
+    assert list(vox["hemisphere"]) == ["L"] * 30 + ["R"] * 30
+
+
+def test_leave_one_run_out_through_the_workflow(public_run, tmp_path):
+    """fitting.cv changes the ceilings and fits only: the features are reused."""
+    root, _ = public_run
+    work = tmp_path / "loro"
+    shutil.copytree(root / "results" / "lpp", work / "results" / "lpp")
+    shutil.copytree(root / ".snakemake", work / ".snakemake", symlinks=True)
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    config["datasets"] = {"lpp": config["datasets"]["lpp"]}
+    config["fitting"]["cv"] = "leave_one_run_out"
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    res = run_snakemake(work, "--cores", "2")
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-5000:]
+    assert "rule extract_features" not in out
+    table = scores(work, "lpp").set_index("subject")
+    assert (table["cv"] == "leave_one_run_out").all() and (table["n_outer_folds"] == 4).all()
+    assert (table["test_stories"] == "run-1,run-2,run-3,run-4").all()
+    assert (table["mean_r"] > 0.3).all() and table["n_voxels_ceiling"].min() > 40
