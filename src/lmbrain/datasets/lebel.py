@@ -149,6 +149,10 @@ class LebelDataset:
     def stimulus_path(self, story: str) -> Path:
         return self.textgrids / f"{story}.TextGrid"
 
+    def audio_path(self, story: str) -> Path:
+        """``stimuli/<story>.wav`` of the OpenNeuro release (for speech models)."""
+        return self.root / "stimuli" / f"{story}.wav"
+
     def response_path(self, subject: str, story: str) -> Path:
         return self.deriv / "preprocessed_data" / subject / f"{story}.hf5"
 
