@@ -1,4 +1,4 @@
-"""Per-word hidden states of one model for every story of a dataset."""
+"""Per-word hidden states (every layer) of one model for every story of a dataset."""
 
 from lmbrain.config import validate_config
 from lmbrain.datasets import open_dataset
@@ -12,28 +12,31 @@ import torch  # noqa: E402 - after the thread caps
 torch.set_num_threads(int(snakemake.threads))
 run = validate_config(snakemake.config)["features"]  # execution settings, not tracked
 params = snakemake.params
+spec = params.spec  # what determines the features (lmbrain.features.feature_spec)
 dataset = open_dataset(params.root, params.format)
-model, tokenizer, info = load_model(
-    params.entry, params.cache, device=run["device"], dtype=run["dtype"]
-)
+model, tokenizer, info = load_model(spec, params.cache, device=run["device"], dtype=run["dtype"])
+# every hidden state: 0 (embeddings) .. n_layers, so a new layer choice needs no extraction
+layers = list(range(int(info["n_layers"]) + 1))
 info.update(
     {
-        "context_tokens": params.context_tokens,
-        "stride_tokens": params.stride_tokens,
-        "layers": list(params.layers),
+        "feature_id": snakemake.wildcards.feature,
+        "feature_spec": dict(spec),
+        "context_tokens": spec["context_tokens"],
+        "stride_tokens": spec["stride_tokens"],
+        "layers": layers,
     }
 )
-log.info("model %s: %s", snakemake.wildcards.model, info)
-with FeatureWriter(snakemake.output[0], info, storage_dtype=params.storage_dtype) as writer:
+log.info("features %s: %s", snakemake.wildcards.feature, info)
+with FeatureWriter(snakemake.output[0], info, storage_dtype=spec["storage_dtype"]) as writer:
     for story in dataset.stories:
         words = dataset.words(story)
         feats = extract_word_features(
             model,
             tokenizer,
             words.words,
-            params.layers,
-            context_tokens=params.context_tokens,
-            stride_tokens=params.stride_tokens,
+            layers,
+            context_tokens=spec["context_tokens"],
+            stride_tokens=spec["stride_tokens"],
             batch_size=run["batch_size"],
             device=str(next(model.parameters()).device),
         )
