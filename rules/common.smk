@@ -165,11 +165,13 @@ def fit_mem(wildcards, input, attempt):
 
 
 def partition(stage):
-    """Slurm partition of `extraction` or `fit` jobs (`cluster.<stage>_partition`).
+    """`slurm_partition` resource of `extraction` or `fit` jobs (`cluster.<stage>_partition`).
 
-    None leaves the resource unset: the profile's default (`$SLURM_PARTITION`) applies.
+    Empty when unset, so that the profile's default (`$SLURM_PARTITION`) applies: a rule's
+    own resource would replace the default even if it evaluated to nothing.
     """
-    return CFG["cluster"][f"{stage}_partition"]
+    value = CFG["cluster"][f"{stage}_partition"]
+    return {} if value is None else {"slurm_partition": value}
 
 
 def resolved_config(dataset):

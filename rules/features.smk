@@ -22,9 +22,9 @@ rule extract_features:
         "../envs/extract.yaml"
     threads: CFG["features"]["threads"]
     resources:
+        **partition("extraction"),
         gpu=lambda wc: extraction_gpus(),
         mem_mb=extraction_mem,
-        slurm_partition=lambda wc: partition("extraction"),
     params:
         spec=lambda wc: FEATURES[wc.feature],
         root=dataset_root,

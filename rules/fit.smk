@@ -18,9 +18,9 @@ rule fit_encoding_model:
         "../envs/fit.yaml"
     threads: 1
     resources:
+        **partition("fit"),
         mem_mb=fit_mem,
         gpu=CFG["cluster"]["fit_gpus"],
-        slurm_partition=lambda wc: partition("fit"),
     params:
         root=dataset_root,
         format=lambda wc: DATASETS[wc.dataset]["format"],
