@@ -15,8 +15,9 @@ the script reaches only through lazy imports (a module-level import cannot be ex
 
 Versions: each package listed both in an env and in pyproject.toml (dependencies or extras)
 must carry the same specifier (conda's `pkg>=1.2` reads as pip's `pkg>=1.2`, `pkg=1.2` as
-`pkg==1.2.*`), and every third-party package `lmbrain` imports must be a pyproject dependency
-so the plain pip install (the default path) gets it too.
+`pkg==1.2.*`), each env pins a Python that pyproject's `requires-python` allows, and every
+third-party package `lmbrain` imports must be a pyproject dependency so the plain pip install
+(the default path) gets it too.
 """
 
 from __future__ import annotations
@@ -243,10 +244,16 @@ def stale_exclusions(root: Path) -> list[str]:
 def version_conflicts(root: Path) -> list[str]:
     """Packages whose env specifier differs from pyproject's, and lmbrain imports missing there."""
     pip = pyproject_specs(root / "pyproject.toml")
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    requires_python = SpecifierSet(project.get("requires-python", ""))
     problems = []
     for env in sorted((root / "envs").glob("*.yaml")):
         for dist, spec in env_specs(env).items():
-            if dist in pip and spec != pip[dist]:
+            if dist == "python":
+                pinned = [s.version.removesuffix(".*") for s in spec if s.operator == "=="]
+                if not pinned or not all(requires_python.contains(v) for v in pinned):
+                    problems.append(f"{env.name}: python{spec} outside {requires_python}")
+            elif dist in pip and spec != pip[dist]:
                 problems.append(f"{env.name}: {dist}{spec} but pyproject has {dist}{pip[dist]}")
     used = set()
     for path in (root / "src" / "lmbrain").rglob("*.py"):
@@ -312,7 +319,8 @@ def synthetic(tmp_path):
     env["dependencies"] += ["numpy>=1.20", {"pip": ["scipy>=1.10"]}]
     (tmp_path / "envs/full.yaml").write_text(yaml.safe_dump(env))
     (tmp_path / "pyproject.toml").write_text(
-        '[project]\nname = "x"\ndependencies = ["numpy>=1.24", "pandas>=2.0"]\n'
+        '[project]\nname = "x"\nrequires-python = ">=3.12"\n'
+        'dependencies = ["numpy>=1.24", "pandas>=2.0"]\n'
     )
     return tmp_path
 
@@ -329,7 +337,9 @@ def test_synthetic_gaps_are_found(synthetic):
 
 def test_synthetic_version_conflicts_are_found(synthetic):
     assert version_conflicts(synthetic) == [
+        "full.yaml: python==3.11.* outside >=3.12",
         "full.yaml: numpy>=1.20 but pyproject has numpy>=1.24",
+        "thin.yaml: python==3.11.* outside >=3.12",
         "lmbrain imports scipy, which pyproject.toml does not list",
     ]
 
