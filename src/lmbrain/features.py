@@ -566,8 +566,9 @@ def feature_spec(entry: Mapping, features: Mapping) -> dict:
         Model entry of the configuration (``model``, optional ``gguf_file``, ``untrained``,
         ``seed``).
     features : mapping
-        The ``features:`` config section; the keys in :data:`EXTRACTION_KEYS` are kept.
-        Execution settings (``batch_size``, ``device``, ``dtype``, ``threads``) are not.
+        The ``features:`` config section; the keys in :data:`EXTRACTION_KEYS` are kept,
+        unless the entry sets its own (``context_tokens``, ``stride_tokens``). Execution
+        settings (``batch_size``, ``device``, ``dtype``, ``threads``) are not.
 
     Returns
     -------
@@ -590,7 +591,8 @@ def feature_spec(entry: Mapping, features: Mapping) -> dict:
         "untrained": untrained,
         "seed": int(entry.get("seed") or 0) if untrained else None,
     }
-    spec.update({key: features.get(key) for key in EXTRACTION_KEYS})
+    # a model's own context_tokens / stride_tokens override the features: section
+    spec.update({key: entry.get(key, features.get(key)) for key in EXTRACTION_KEYS})
     return spec
 
 
