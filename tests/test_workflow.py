@@ -194,6 +194,10 @@ def change_context(cfg):
     cfg["features"]["context_tokens"] = 8
 
 
+def change_model_context(cfg):
+    cfg["models"][1]["context_tokens"] = 8  # tiny-llama only
+
+
 def rename_model(cfg):
     cfg["models"][0]["name"] = "gpt2-renamed"  # same source: same features, new fits
 
@@ -216,6 +220,7 @@ RERUNS = {
     change_alphas: {"fit_encoding_model": N_FITS, **AGGREGATES},
     change_delays: {"fit_encoding_model": N_FITS, **AGGREGATES},
     change_context: {"extract_features": 3, "fit_encoding_model": N_FITS, **AGGREGATES},
+    change_model_context: {"extract_features": 1, "fit_encoding_model": 2 * 2 * 2, **AGGREGATES},
     rename_model: {"fit_encoding_model": 2 * 2 * 2, **AGGREGATES},
     # the recorded config shows execution settings; nothing else depends on them
     change_execution_settings: {"record_config": 1},
