@@ -5,8 +5,15 @@ rule summarize_scores:
     input:
         fit_rows,
     output:
-        scores=f"{RESULTS}/{{dataset}}/summary/scores.tsv",
-        fits=f"{RESULTS}/{{dataset}}/summary/scaling_fits.tsv",
+        **{
+            name: report(
+                f"{RESULTS}/{{dataset}}/summary/{table}.tsv",
+                caption=f"../report/{table}.rst",
+                category="Tables",
+                subcategory="{dataset}",
+            )
+            for name, table in [("scores", "scores"), ("fits", "scaling_fits")]
+        },
     log:
         f"{RESULTS}/{{dataset}}/logs/summarize_scores.log",
     conda:
@@ -14,6 +21,7 @@ rule summarize_scores:
     params:
         n_bootstrap=CFG["aggregate"]["n_bootstrap"],
         seed=CFG["seed"],
+        methods=methods(),
     script:
         "../scripts/summarize_scores.py"
 
@@ -38,3 +46,22 @@ rule plot_scaling:
         "../envs/plot.yaml"
     script:
         "../scripts/plot_scaling.py"
+
+
+rule record_config:
+    output:
+        report(
+            f"{RESULTS}/{{dataset}}/summary/config.yaml",
+            caption="../report/config.rst",
+            category="Configuration",
+            subcategory="{dataset}",
+        ),
+    log:
+        f"{RESULTS}/{{dataset}}/logs/record_config.log",
+    localrule: True
+    conda:
+        "../envs/plot.yaml"
+    params:
+        config=lambda wc: resolved_config(wc.dataset),
+    script:
+        "../scripts/record_config.py"

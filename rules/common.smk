@@ -1,6 +1,5 @@
 """Configuration, DAG expansions and input functions shared by every rule."""
 
-import shutil
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -8,7 +7,10 @@ from snakemake.exceptions import WorkflowError
 from lmbrain.config import fraction_label, resolve_layers, validate_config
 from lmbrain.datasets import adapter_options, index_path, open_dataset
 from lmbrain.errors import LmbrainError
-from lmbrain.models import model_id, read_n_layers, resolve_source
+from lmbrain.features import feature_id, feature_spec
+from lmbrain.models import model_id, read_modality, read_n_layers
+from lmbrain.resources import extraction_gpus as gpus_for_extraction
+from lmbrain.resources import extraction_mem_mb, fit_job_mem_mb
 
 try:
     CFG = validate_config(config, source=(workflow.configfiles or [None])[-1])
@@ -85,18 +87,10 @@ def banded_bands(name):
     return out
 
 
-def extraction_layers(mid):
-    """Hidden states to extract for a model: its fitted layers and any banded model's."""
-    extra = {
-        b["layer"] for name in BANDED for b in banded_bands(name) if b["model"] == mid
-    }
-    return sorted(set(LAYERS[mid]) | extra)
-
-
 def banded_feature_files(wildcards):
     """Feature files of a banded model's bands, in band order."""
     return [
-        f"{RESULTS}/{wildcards.dataset}/features/{b['model']}.h5"
+        feature_path(wildcards.dataset, b["model"])
         for b in banded_bands(wildcards.banded)
     ]
 
@@ -169,46 +163,100 @@ def all_outputs():
         if BANDED:
             out += [f"{base}/summary/banded.tsv", f"{base}/plots/banded.png"]
         out += map_outputs(name)  # rules/maps.smk
+        out.append(f"{base}/summary/config.yaml")
     return out
 
 
 PLOTS = ["scaling_models", "scaling_data", "layers", "asymmetry"]
 
 
+# -- extraction: feature files keyed by what determines them ---------------------------------
+# Every model entry maps to a feature id (lmbrain.features.feature_id): its source, GGUF file,
+# untrained seed and extraction settings, not its `name`, so two entries (or two configs)
+# naming the same model share one feature file; the fits stay labelled by the name.
+FEATURE_SPECS = {
+    mid: feature_spec(entry, CFG["features"], read_modality(entry, CACHE))
+    for mid, entry in MODELS.items()
+}
+FEATURE_IDS = {mid: feature_id(spec) for mid, spec in FEATURE_SPECS.items()}
+FEATURES = {FEATURE_IDS[mid]: spec for mid, spec in FEATURE_SPECS.items()}
+
+
+def feature_path(dataset, mid):
+    """The feature file a model's fits read."""
+    return f"{RESULTS}/{dataset}/features/{FEATURE_IDS[mid]}.h5"
+
+
+def feature_file(wildcards):
+    """Input function: the feature file of `{model}` in `{dataset}`."""
+    return feature_path(wildcards.dataset, wildcards.model)
+
+
 def extraction_gpus():
-    """GPUs an extraction job holds (`--resources gpu=1` runs them one at a time).
+    """GPUs an extraction job holds (`--resources gpu=1` runs them one at a time)."""
+    return gpus_for_extraction(
+        CFG["features"]["device"], CFG["cluster"]["extraction_gpus"]
+    )
 
-    `device: cuda` always asks for one; `device: auto` asks for one only where the DAG is
-    built on a machine with an NVIDIA driver, so a CPU-only run never waits for a GPU.
+
+def extraction_mem(wildcards, attempt):
+    """Memory (MB) of an extraction job, scaled by the model's size and the attempt."""
+    return extraction_mem_mb(FEATURES[wildcards.feature], CACHE, attempt)
+
+
+def fit_mem(wildcards, input, attempt):
+    """Memory (MB) of a fit job, scaled by TRs x (features + voxels) and the attempt."""
+    return fit_job_mem_mb(
+        input.manifest,
+        input.features,
+        wildcards.subject,
+        CFG["temporal"],
+        CFG["fitting"],
+        attempt,
+    )
+
+
+def partition(stage):
+    """`slurm_partition` resource of `extraction` or `fit` jobs (`cluster.<stage>_partition`).
+
+    Empty when unset, so that the profile's default (`$SLURM_PARTITION`) applies: a rule's
+    own resource would replace the default even if it evaluated to nothing.
     """
-    device = CFG["features"]["device"]
-    if device == "auto":
-        return int(shutil.which("nvidia-smi") is not None)
-    return int(device == "cuda")
+    value = CFG["cluster"][f"{stage}_partition"]
+    return {} if value is None else {"slurm_partition": value}
 
 
-def extraction_mem_mb(mid):
-    """Memory request of an extraction job (MB): a float32 copy of the weights plus room.
+def resolved_config(dataset):
+    """The configuration a dataset's results come from, as recorded in the report.
 
-    The weights' size is estimated from the model's files on disk where they are local
-    (GGUF files are quantized, hence the factor); hub models get a flat 16 GB.
+    The validated config (every default filled in) without the execution-only `cluster`
+    section, restricted to this dataset, plus what the workflow derived from it: each
+    model's feature file, layers and train fractions, and the subjects fitted.
     """
-    entry = MODELS[mid]
-    try:
-        source, gguf = resolve_source(entry, CACHE)
-    except LmbrainError:
-        return 16000
-    if gguf is not None and Path(gguf).is_file():
-        return int(4000 + 8 * Path(gguf).stat().st_size / 1e6)
-    folder = Path(source)
-    if folder.is_dir():
-        weights = sum(p.stat().st_size for p in folder.rglob("*.safetensors"))
-        weights += sum(p.stat().st_size for p in folder.rglob("*.bin"))
-        return int(4000 + 2 * weights / 1e6)
-    return 16000
+    record = {
+        key: value for key, value in CFG.items() if key not in ("cluster", "datasets")
+    }
+    record["dataset"] = {"name": dataset, **DATASETS[dataset]}
+    record["resolved"] = {
+        "subjects": list(SUBJECTS[dataset]),
+        "models": {
+            mid: {
+                "feature_file": feature_path(dataset, mid),
+                "layers": list(LAYERS[mid]),
+                "train_fractions": model_fractions(mid),
+            }
+            for mid in MODELS
+        },
+    }
+    return record
 
 
-def fit_mem_mb(input):
-    """Memory request of a fit job, scaled by the size of its feature file."""
-    size = Path(input.features).stat().st_size if Path(input.features).exists() else 0
-    return int(2000 + 4 * size / 1e6)
+def methods():
+    """Settings behind the score table, quoted by its report caption (report/scores.rst)."""
+    return {
+        "context_tokens": CFG["features"]["context_tokens"],
+        "temporal": CFG["temporal"],
+        "alphas": CFG["fitting"]["alphas"],
+        "n_folds": CFG["fitting"]["n_folds"],
+        "min_cc_max": CFG["scoring"]["min_cc_max"],
+    }

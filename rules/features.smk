@@ -1,4 +1,9 @@
-"""Feature extraction: one job per (dataset, model) writes every requested layer."""
+"""Feature extraction: one job per (dataset, feature id) stores every hidden state.
+
+The job writes layers 0..n_layers whatever `layers:` asks for, so choosing layers only
+changes the fits; the file is keyed by the feature id (see `FEATURES` in common.smk), not by
+the model's name.
+"""
 
 
 rule extract_features:
@@ -6,28 +11,25 @@ rule extract_features:
         data=dataset_inputs,
         manifest=f"{RESULTS}/{{dataset}}/manifest/stimuli.json",
     output:
-        f"{RESULTS}/{{dataset}}/features/{{model}}.h5",
+        f"{RESULTS}/{{dataset}}/features/{{feature}}.h5",
     log:
-        f"{RESULTS}/{{dataset}}/logs/extract_features/{{model}}.log",
+        f"{RESULTS}/{{dataset}}/logs/extract_features/{{feature}}.log",
     benchmark:
-        f"{RESULTS}/{{dataset}}/benchmarks/extract_features/{{model}}.tsv"
+        f"{RESULTS}/{{dataset}}/benchmarks/extract_features/{{feature}}.tsv"
+    wildcard_constraints:
+        feature="[A-Za-z0-9_.-]+",
     conda:
         "../envs/extract.yaml"
     threads: CFG["features"]["threads"]
     resources:
+        **partition("extraction"),
         gpu=lambda wc: extraction_gpus(),
-        mem_mb=lambda wc: extraction_mem_mb(wc.model),
+        mem_mb=extraction_mem,
     params:
-        entry=lambda wc: MODELS[wc.model],
-        layers=lambda wc: extraction_layers(wc.model),
+        spec=lambda wc: FEATURES[wc.feature],
         root=dataset_root,
         format=lambda wc: DATASETS[wc.dataset]["format"],
         options=dataset_options,
-        context_tokens=CFG["features"]["context_tokens"],
-        stride_tokens=CFG["features"]["stride_tokens"],
-        audio_context_s=CFG["features"]["audio_context_s"],
-        audio_stride_s=CFG["features"]["audio_stride_s"],
-        storage_dtype=CFG["features"]["storage_dtype"],
         cache=CACHE,
     script:
         "../scripts/extract_features.py"

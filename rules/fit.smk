@@ -4,7 +4,7 @@
 rule fit_encoding_model:
     input:
         data=dataset_inputs,
-        features=f"{RESULTS}/{{dataset}}/features/{{model}}.h5",
+        features=feature_file,
         manifest=f"{RESULTS}/{{dataset}}/manifest/subjects/{{subject}}.json",
         ceiling=f"{RESULTS}/{{dataset}}/ceilings/{{subject}}.npz",
     output:
@@ -18,7 +18,9 @@ rule fit_encoding_model:
         "../envs/fit.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc, input: fit_mem_mb(input),
+        **partition("fit"),
+        mem_mb=fit_mem,
+        gpu=CFG["cluster"]["fit_gpus"],
     params:
         root=dataset_root,
         format=lambda wc: DATASETS[wc.dataset]["format"],

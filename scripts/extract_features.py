@@ -1,4 +1,4 @@
-"""Hidden states of one model for every story of a dataset (per word, or per audio window)."""
+"""Hidden states (every layer) of one model for every story: per word, or per audio window."""
 
 from lmbrain.config import validate_config
 from lmbrain.datasets import open_dataset
@@ -12,33 +12,33 @@ import torch  # noqa: E402 - after the thread caps
 torch.set_num_threads(int(snakemake.threads))
 run = validate_config(snakemake.config)["features"]  # execution settings, not tracked
 params = snakemake.params
+spec = params.spec  # what determines the features (lmbrain.features.feature_spec)
 dataset = open_dataset(params.root, params.format, params.options)
-model, processor, info = load_model(
-    params.entry, params.cache, device=run["device"], dtype=run["dtype"]
-)
+model, processor, info = load_model(spec, params.cache, device=run["device"], dtype=run["dtype"])
+# every hidden state: 0 (embeddings) .. n_layers, so a new layer choice needs no extraction
+layers = list(range(int(info["n_layers"]) + 1))
 info.update(
     {
-        "context_tokens": params.context_tokens,
-        "stride_tokens": params.stride_tokens,
-        "audio_context_s": params.audio_context_s,
-        "audio_stride_s": params.audio_stride_s,
-        "layers": list(params.layers),
+        "feature_id": snakemake.wildcards.feature,
+        "feature_spec": dict(spec),
+        "layers": layers,
+        **{key: value for key, value in spec.items() if key.endswith(("_tokens", "_s"))},
     }
 )
-log.info("model %s: %s", snakemake.wildcards.model, info)
-with FeatureWriter(snakemake.output[0], info, storage_dtype=params.storage_dtype) as writer:
+log.info("features %s: %s", snakemake.wildcards.feature, info)
+with FeatureWriter(snakemake.output[0], info, storage_dtype=spec["storage_dtype"]) as writer:
     for story in dataset.stories:
         times, feats = extract_story_features(
             dataset,
             story,
             model,
             processor,
-            params.layers,
-            context_tokens=params.context_tokens,
-            stride_tokens=params.stride_tokens,
+            layers,
+            context_tokens=spec.get("context_tokens"),
+            stride_tokens=spec.get("stride_tokens"),
             batch_size=run["batch_size"],
-            audio_context_s=params.audio_context_s,
-            audio_stride_s=params.audio_stride_s,
+            audio_context_s=spec.get("audio_context_s", 16.0),
+            audio_stride_s=spec.get("audio_stride_s", 0.1),
             device=str(next(model.parameters()).device),
         )
         for layer, array in feats.items():

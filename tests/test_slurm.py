@@ -14,7 +14,6 @@ whole `set-resources:` key instead; `test_profile_resources` checks both behavio
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
@@ -89,6 +88,7 @@ def reduced_config(models: Path) -> dict:
     """The tiny config cut down: 1 subject, 1 model + its untrained twin, 2 layers, 1 fraction."""
     config = tiny_config(models)
     config["datasets"]["tiny"]["simulate"]["n_subjects"] = 1
+    config["datasets"]["tiny"]["subjects"] = ["sub-01"]
     config["models"] = [m for m in config["models"] if m["name"].startswith("tiny-gpt2")]
     config["banded"] = []  # its bands name a model this config drops
     config["layers"] = [0, -1]
@@ -221,7 +221,13 @@ def runs(cluster, tiny_models, tmp_path_factory):
     assert slurm.returncode == 0, slurm_out[-8000:]
     match = re.search(r"SLURM run ID: (\S+)", slurm_out)
     assert match, slurm_out[-3000:]
-    return {"local": local_dir, "slurm": slurm_dir, "log": slurm_out, "run_id": match.group(1)}
+    return {
+        "local": local_dir,
+        "slurm": slurm_dir,
+        "log": slurm_out,
+        "run_id": match.group(1),
+        "tiny_models": tiny_models,
+    }
 
 
 def rule_of(comment: str) -> str:
@@ -232,14 +238,11 @@ def rule_of(comment: str) -> str:
     return comment
 
 
-def profile_value(rule: str, resource: str, attempt: int = 1):
-    """A resource of profiles/slurm as the profile computes it (yte, then the expression)."""
-    import yte
+def extraction_request(models: Path, attempt: int = 1) -> int:
+    """Memory (MB) an extraction job of the tiny GPT-2 asks for (lmbrain.resources)."""
+    from lmbrain.resources import extraction_mem_mb
 
-    with open(PROFILE / "config.yaml") as fh:
-        profile = yte.process_yaml(io.StringIO(fh.read()), require_use_yte=True)
-    value = profile["set-resources"][rule][resource]
-    return eval(str(value), {"attempt": attempt})
+    return extraction_mem_mb({"model": str(models / "gpt2")}, "resources", attempt)
 
 
 @pytest.mark.slow
@@ -272,9 +275,9 @@ def test_sacct_lists_completed_jobs(runs, cluster):
     assert (jobs.Partition == PARTITION).all() and (jobs.Account == "root").all()
     jobs["rule"] = jobs.Comment.map(rule_of)
     assert jobs.rule.value_counts().to_dict() == EXPECTED_JOBS, jobs.to_string()
-    # the profile's per-rule memory reached sbatch (its attempt-1 value)
+    # the rule's memory estimate reached sbatch (its attempt-1 value)
     extract = jobs[jobs.rule == "extract_features"]
-    assert (extract.ReqMem == f"{profile_value('extract_features', 'mem_mb')}M").all()
+    assert (extract.ReqMem == f"{extraction_request(runs['tiny_models'])}M").all()
     assert (extract.AllocCPUS == "2").all()  # min(--cores 2, 8) threads
 
 
@@ -329,11 +332,22 @@ def dry_run_resources(workdir: Path, *args: str, **env: str) -> dict[str, str]:
 def test_profile_resources(tiny_models, tmp_path):
     workdir = make_workdir(tmp_path, "dry", reduced_config(tiny_models))
     shipped = dry_run_resources(workdir)
-    extract = shipped["extract_features"]
+    extract, fit = shipped["extract_features"], shipped["fit_encoding_model"]
     assert extract["gpu"] == "1" and extract["runtime"] == "240"
-    assert extract["mem_mb"] == str(profile_value("extract_features", "mem_mb"))
+    assert extract["mem_mb"] == str(extraction_request(tiny_models))
     assert "slurm_partition" not in extract and "slurm_account" not in extract
-    assert shipped["fit_encoding_model"]["runtime"] == "120"
+    assert fit["runtime"] == "120" and fit["gpu"] == "0"
+    assert fit["mem_mb"] == "<TBD>"  # computed from the inputs once they exist
+
+    # GPUs and partitions from the workflow config; $SLURM_PARTITION for the other stage
+    config = reduced_config(tiny_models)
+    config["cluster"] = {"fit_gpus": 1, "extraction_partition": "gpu-x"}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    configured = dry_run_resources(workdir, SLURM_PARTITION="cpu-y")
+    assert configured["extract_features"]["slurm_partition"] == "gpu-x"
+    assert configured["fit_encoding_model"]["slurm_partition"] == "cpu-y"
+    assert configured["fit_encoding_model"]["gpu"] == "1"
+    (workdir / "config.yaml").write_text(yaml.safe_dump(reduced_config(tiny_models)))
 
     knobs = dry_run_resources(
         workdir, SLURM_PARTITION="gpu-a", SLURM_ACCOUNT="lab7", LMBRAIN_SLURM_GPUS="0"

@@ -1,8 +1,9 @@
 """End to end: the workflow on a tiny config (tiny models built from a config, few voxels).
 
-One workflow run (module-scoped) is checked for its outputs, its reproducibility and for
-incremental reruns; bad inputs are checked to stop the run with an error that names the file,
-leaving no output behind.
+One workflow run (module-scoped) is checked for its outputs, its reproducibility, its report
+and for incremental reruns (dry runs of changed configs against it: which jobs Snakemake would
+run, with its default rerun triggers mtime, params, input, code and software-env); bad inputs
+are checked to stop the run with an error that names the file, leaving no output behind.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -65,12 +67,13 @@ def tiny_config(models: Path) -> dict:
             "tiny": {
                 "simulate": {
                     "seed": 1,
-                    "n_subjects": 2,
+                    "n_subjects": 3,  # the third one is for the "add a subject" rerun
                     "voxels_per_hemisphere": 8,
                     "n_repeats": 4,
                     "stories": STORIES,
                     "audio": True,
-                }
+                },
+                "subjects": ["sub-01", "sub-02"],
             }
         },
         "models": [
@@ -90,7 +93,7 @@ def tiny_config(models: Path) -> dict:
                 "train_fractions": [1.0],
             },
         ],
-        "layers": "all",
+        "layers": [0, -1],  # embeddings and last block; "all" adds the middle one
         "train_fractions": [0.5, 1.0],
         "features": {
             "context_tokens": 16,
@@ -135,9 +138,10 @@ def test_outputs_complete(workflow_run):
     out = workdir / "results" / "tiny"
     scores = pd.read_csv(out / "summary" / "scores.tsv", sep="\t")
     assert set(SCORE_COLUMNS) <= set(scores.columns)
-    # 2 subjects x 3 models x 3 hidden states (2 blocks + embeddings) x 2 fractions, and the
-    # speech model's last layer at the full fraction
-    assert len(scores) == 2 * 3 * 3 * 2 + 2
+    # 2 subjects x 3 models x 2 hidden states (embeddings, last of 2 blocks) x 2 fractions,
+    # and the speech model's last layer at the full fraction
+    assert len(scores) == 2 * 3 * 2 * 2 + 2
+    assert set(scores["layer"]) == {0, 2}
     np.testing.assert_allclose(scores["depth"], scores["layer"] / scores["n_layers"])
     half = scores[scores.train_fraction == 0.5].set_index(["subject", "model", "layer"])
     full = scores[scores.train_fraction == 1.0].set_index(["subject", "model", "layer"])
@@ -212,19 +216,128 @@ def test_adding_a_model_reruns_only_its_jobs(workflow_run, tiny_models):
     assert counts == {
         "all": 1,
         "extract_features": 1,
-        "fit_encoding_model": 2 * 3 * 2,
-        "summarize_scores": 1,
-        "plot_scaling": 1,
-        "brain_map_volume": 2 * 3 * 2,  # rules/maps.smk: one map per new fit
-        "plot_brain_map": 2,
-        "summarize_rois": 1,
-        "plot_rois": 1,
+        "fit_encoding_model": 2 * 2 * 2,
+        "brain_map_volume": 2 * 2 * 2,  # rules/maps.smk: one map per new fit
+        **AGGREGATES,
     }, res.stdout
+
+
+# -- incremental reruns: the jobs `snakemake -n` lists for a changed config ---------------------
+# every change of a fit reruns the summaries, figures, ROI table and each subject's map figure
+AGGREGATES = {
+    "summarize_scores": 1,
+    "plot_scaling": 1,
+    "record_config": 1,
+    "summarize_rois": 1,
+    "plot_rois": 1,
+    "plot_brain_map": 2,
+}
+# subjects x text models x layers x fractions, and the speech model's one fit per subject
+N_FITS = 2 * 3 * 2 * 2 + 2
+BANDED = {"fit_banded": 2, "summarize_banded": 1}  # the banded model of gpt2 + llama
+
+
+def refits(n: int) -> dict:
+    """n refitted encoding models and their brain maps."""
+    return {"fit_encoding_model": n, "brain_map_volume": n}
+
+
+def add_subject(cfg):
+    cfg["datasets"]["tiny"]["subjects"].append("sub-03")
+
+
+def add_layer(cfg):
+    cfg["layers"] = "all"  # adds layer 1 of every model
+
+
+def add_fraction(cfg):
+    cfg["train_fractions"] = [0.5, 0.75, 1.0]
+
+
+def change_alphas(cfg):
+    cfg["fitting"]["alphas"] = [1.0, 100.0]
+
+
+def change_delays(cfg):
+    cfg["temporal"] = {"delays": [1, 2]}
+
+
+def change_context(cfg):
+    cfg["features"]["context_tokens"] = 8
+
+
+def change_model_context(cfg):
+    cfg["models"][1]["context_tokens"] = 8  # tiny-llama only
+
+
+def rename_model(cfg):
+    cfg["models"][0]["name"] = "gpt2-renamed"  # same source: same features, new fits
+    cfg["banded"][0]["bands"][0]["model"] = "gpt2-renamed"  # (a new band label: refit)
+
+
+def change_execution_settings(cfg):
+    cfg["features"]["batch_size"] = 4
+    cfg["features"]["threads"] = 1
+    cfg["cluster"] = {"fit_gpus": 1, "fit_partition": "cpu"}
+
+
+RERUNS = {
+    add_subject: {
+        "validate_subject": 1,
+        "noise_ceiling": 1,
+        **refits(3 * 2 * 2 + 1),
+        "fit_banded": 1,
+        "summarize_banded": 1,
+        **AGGREGATES,
+        "plot_brain_map": 3,
+    },
+    add_layer: {**refits(2 * 3 * 1 * 2), **AGGREGATES},  # the speech model lists its own
+    add_fraction: {**refits(2 * 3 * 2 * 1), **AGGREGATES},
+    change_alphas: {**refits(N_FITS), **BANDED, **AGGREGATES},
+    change_delays: {**refits(N_FITS), **BANDED, **AGGREGATES},
+    # a speech model's features do not depend on token settings
+    change_context: {"extract_features": 3, **refits(2 * 3 * 2 * 2), **BANDED, **AGGREGATES},
+    change_model_context: {"extract_features": 1, **refits(2 * 2 * 2), **BANDED, **AGGREGATES},
+    rename_model: {**refits(2 * 2 * 2), **BANDED, **AGGREGATES},
+    # the recorded config shows execution settings; nothing else depends on them
+    change_execution_settings: {"record_config": 1},
+}
+
+
+@pytest.mark.parametrize("change", list(RERUNS), ids=[f.__name__ for f in RERUNS])
+def test_incremental_rerun_jobs(workflow_run, change):
+    workdir, config = workflow_run
+    changed = copy.deepcopy(config)
+    change(changed)
+    name = f"config_{change.__name__}.yaml"
+    (workdir / name).write_text(yaml.safe_dump(changed))
+    res = run_snakemake(workdir, "-n", config=name)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert job_counts(res.stdout + res.stderr) == {"all": 1, **RERUNS[change]}, res.stdout
+
+
+def test_models_with_one_source_share_features(tmp_path, tiny_models):
+    """Two entries naming one model (other names, layers) need one extraction job."""
+    config = tiny_config(tiny_models)
+    gpt2 = str(tiny_models / "gpt2")
+    config["banded"] = []
+    config["models"] = [
+        {"name": "first", "model": gpt2},
+        {"name": "second", "model": gpt2 + "/", "layers": [1], "family": "x"},
+        {"name": "twin", "model": gpt2, "untrained": True, "seed": 3},
+    ]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    res = run_snakemake(tmp_path, "-n")
+    assert res.returncode == 0, res.stderr[-3000:]
+    counts = job_counts(res.stdout + res.stderr)
+    assert counts["extract_features"] == 2  # the trained model once, its untrained twin
+    assert counts["fit_encoding_model"] == 2 * (2 + 1 + 2) * 2
+    assert res.stdout.count("features/gpt2_") >= 1 and "features/first" not in res.stdout
 
 
 def test_rerun_reproduces_numbers(workflow_run):
     workdir, _ = workflow_run
-    rel = "results/tiny/fits/sub-02/tiny-llama/layer-1_frac-0.5.npz"  # relative to --directory
+    rel = "results/tiny/fits/sub-02/tiny-llama/layer-2_frac-0.5.npz"  # relative to --directory
     target = workdir / rel
     before = dict(np.load(target))
     res = run_snakemake(workdir, rel, "--cores", "1", "--forcerun", rel)
@@ -232,6 +345,41 @@ def test_rerun_reproduces_numbers(workflow_run):
     after = dict(np.load(target))
     for key in ["r", "alpha", "cv_score"]:
         np.testing.assert_array_equal(before[key], after[key])
+
+
+# -- report -----------------------------------------------------------------------------------
+REPORT_ITEMS = {  # every figure and table of the report -> a phrase of its caption
+    "scores.tsv": "Score table",
+    "scaling_fits.tsv": "Scaling-law fits",
+    "config.yaml": "the feature file its fits read",
+    "scaling_models.png": "Brain score against model size",
+    "scaling_data.png": "Brain score against training-set size",
+    "layers.png": "Brain score across depth",
+    "asymmetry.png": "Hemispheric asymmetry against model size",
+}
+
+
+@pytest.mark.parametrize("suffix", ["html", "zip"])
+def test_report(workflow_run, tmp_path, suffix):
+    workdir, config = workflow_run
+    out = tmp_path / f"report.{suffix}"
+    res = run_snakemake(workdir, "--report", str(out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    if suffix == "zip":
+        with zipfile.ZipFile(out) as archive:
+            names = archive.namelist()
+            html = archive.read(next(n for n in names if n.endswith("report.html"))).decode()
+        for item in REPORT_ITEMS:
+            assert any(n.endswith(f"/{item}") for n in names), (item, names)
+    else:
+        html = out.read_text()
+    assert html.lstrip().lower().startswith("<!doctype html")
+    for item, caption in REPORT_ITEMS.items():
+        assert item in html and caption in html, item
+    # the captions quote the settings the results were computed with
+    assert f"{config['aggregate']['n_bootstrap']} bootstrap resamples" in html
+    assert f"context of at least {config['features']['context_tokens']} tokens" in html
+    assert "lmbrain scaling study" in html  # the workflow description
 
 
 # -- bad input -------------------------------------------------------------------------------
@@ -244,6 +392,7 @@ def native_copy(workflow_run, tmp_path, tiny_models):
     cfg = copy.deepcopy(config)
     cfg["datasets"] = {"real": {"format": "native", "path": str(data)}}
     cfg["models"] = cfg["models"][:1]
+    cfg["banded"] = []
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     return tmp_path, data
 

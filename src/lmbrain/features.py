@@ -37,7 +37,9 @@ relative positions, up to float rounding.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -630,3 +632,101 @@ def read_feature_index(path: str | Path) -> dict[str, list[int]]:
             story: sorted(int(k.split("_", 1)[1]) for k in fh[story] if k.startswith("layer_"))
             for story in fh
         }
+
+
+# ---------------------------------------------------------------------------------------------
+# Feature-file ids: what determines a model's features, independent of its `name:`
+
+#: Extraction settings (``features:`` config keys) that change the numbers in a feature file.
+EXTRACTION_KEYS = ("context_tokens", "stride_tokens", "storage_dtype")
+#: The settings that determine a speech model's features (:mod:`lmbrain.audio`).
+AUDIO_EXTRACTION_KEYS = ("audio_context_s", "audio_stride_s", "storage_dtype")
+
+
+def feature_spec(entry: Mapping, features: Mapping, modality: str = "text") -> dict:
+    """Everything that determines a model's feature file, and nothing else.
+
+    Two model entries with the same spec share one feature file even when their ``name``,
+    ``family``, ``layers``, ``train_fractions`` or ``n_layers`` differ: every hidden state is
+    stored, so the layer choice only affects the fits.
+
+    Parameters
+    ----------
+    entry : mapping
+        Model entry of the configuration (``model``, optional ``gguf_file``, ``untrained``,
+        ``seed``).
+    features : mapping
+        The ``features:`` config section; the keys in :data:`EXTRACTION_KEYS` are kept
+        (:data:`AUDIO_EXTRACTION_KEYS` for a speech model), unless the entry sets its own
+        (``context_tokens``, ``stride_tokens``). Execution settings (``batch_size``,
+        ``device``, ``dtype``, ``threads``) are not.
+    modality : {"text", "audio"}
+        From :func:`lmbrain.models.read_modality`: a speech model's features do not depend
+        on token settings, nor a language model's on audio settings.
+
+    Returns
+    -------
+    dict
+        ``model`` (a local folder or file as an absolute path, so two spellings of one folder
+        agree), ``gguf_file``, ``untrained``, ``seed`` (None unless untrained) and the
+        extraction settings. Usable as a model entry by :func:`lmbrain.models.load_model`.
+    """
+    from lmbrain.models import _check_entry, _looks_local
+
+    _check_entry(entry)
+    source = entry["model"].strip()
+    path = Path(source).expanduser()
+    if _looks_local(source) or path.exists():
+        source = os.path.abspath(path)
+    untrained = bool(entry.get("untrained", False))
+    spec = {
+        "model": source,
+        "gguf_file": entry.get("gguf_file"),
+        "untrained": untrained,
+        "seed": int(entry.get("seed") or 0) if untrained else None,
+    }
+    # a model's own context_tokens / stride_tokens override the features: section
+    keys = AUDIO_EXTRACTION_KEYS if modality == "audio" else EXTRACTION_KEYS
+    spec.update({key: entry.get(key, features.get(key)) for key in keys})
+    return spec
+
+
+def feature_id(spec: Mapping) -> str:
+    """Stable, filesystem-safe id of a feature file: a readable stem and a digest of ``spec``.
+
+    Parameters
+    ----------
+    spec : mapping
+        Output of :func:`feature_spec`.
+
+    Returns
+    -------
+    str
+        ``<stem>_<digest>``: the stem is the hub name (``/`` → ``--``), the package name or
+        the local folder's name, then ``--<gguf stem>`` and ``-untrained-s<seed>`` where they
+        apply; the digest is the first 10 hex digits of the SHA-256 of ``spec`` as sorted
+        JSON, so any change of source, seed or extraction setting gives a new file.
+
+    Examples
+    --------
+    >>> spec = {"model": "EleutherAI/pythia-70m", "gguf_file": None, "untrained": False,
+    ...         "seed": None, "context_tokens": 256, "stride_tokens": None,
+    ...         "storage_dtype": "float32"}
+    >>> feature_id(spec).split("_")[0]
+    'EleutherAI--pythia-70m'
+    """
+    from lmbrain.models import PACKAGE_PREFIX, sanitize
+
+    source = str(spec["model"])
+    if source.startswith(PACKAGE_PREFIX):
+        stem = sanitize(source[len(PACKAGE_PREFIX) :])
+    elif os.path.isabs(source):
+        stem = sanitize(Path(source).name)
+    else:
+        stem = sanitize(source)
+    if spec.get("gguf_file"):
+        stem += "--" + sanitize(Path(str(spec["gguf_file"])).stem)
+    if spec.get("untrained"):
+        stem += f"-untrained-s{int(spec.get('seed') or 0)}"
+    digest = hashlib.sha256(json.dumps(dict(spec), sort_keys=True).encode()).hexdigest()[:10]
+    return f"{stem}_{digest}"

@@ -47,6 +47,15 @@ def save_json(path: str | Path, obj) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+def save_yaml(path: str | Path, obj) -> None:
+    """Write ``obj`` (JSON-serialisable: dicts, lists, numbers, strings) as YAML atomically."""
+    import yaml
+
+    plain = json.loads(json.dumps(obj, default=_json_default))
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(plain, sort_keys=False, default_flow_style=False))
+
+
 def _json_default(obj):
     if isinstance(obj, np.integer):
         return int(obj)

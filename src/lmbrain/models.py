@@ -238,6 +238,28 @@ def read_n_layers(entry: Mapping, cache_dir: str | Path) -> int:
     return n_layers
 
 
+def read_modality(entry: Mapping, cache_dir: str | Path) -> str:
+    """``"audio"`` for a speech model (:data:`lmbrain.audio.AUDIO_MODEL_TYPES`), else ``"text"``.
+
+    Read from the model's config without loading weights: a local ``config.json``, or
+    ``transformers.AutoConfig`` for a hub name; GGUF files are language models. A config that
+    cannot be read counts as text (loading the model reports the problem).
+    """
+    source, gguf = resolve_source(entry, cache_dir)
+    if gguf is not None:
+        return "text"
+    if isinstance(source, Path):
+        config = _read_json(_config_folder(source) / "config.json")
+    else:
+        try:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(source).to_dict()
+        except (OSError, ValueError, KeyError):
+            return "text"
+    return "audio" if is_audio_config(config) else "text"
+
+
 def _n_layers_key(source, gguf) -> str:
     stamp_file = None
     if isinstance(gguf, Path):
