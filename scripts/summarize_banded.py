@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmbrain.banded import banded_summary
+from lmbrain.aggregate import banded_summary
 from lmbrain.io import atomic_path
 from lmbrain.plotting import plot_banded
 from lmbrain.scripting import start

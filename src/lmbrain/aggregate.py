@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -739,3 +739,55 @@ def scaling_fits(
         rows.extend(_dataset_fits(best[best["dataset"] == dataset], dataset, boot))
     table = pd.DataFrame(rows, columns=list(FIT_COLUMNS))
     return table.astype({"n_points": "int64", "n_boot": "int64"})
+
+
+# --------------------------------------------------------------------------- banded models
+def banded_summary(voxel_tables: Mapping[tuple[str, str], Mapping[str, np.ndarray]]):
+    """One row per (subject, banded model, band, hemisphere) of the banded fits.
+
+    Parameters
+    ----------
+    voxel_tables : mapping
+        ``(subject, name) -> voxels`` as returned by
+        :func:`lmbrain.banded.fit_banded_encoding_model`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``subject name band hemisphere n_voxels mean_split_r2 mean_unique
+        mean_shared mean_joint_r2 frac_voxels_won`` (hemisphere ``all`` pools both); NaN
+        voxels are left out of the means.
+    """
+    rows = []
+    for (subject, name), vox in sorted(voxel_tables.items()):
+        bands = [key[len("split_r2_") :] for key in vox if key.startswith("split_r2_")]
+        hemi = np.asarray(vox["hemisphere"]).astype(str)
+        for label, sel in [
+            ("all", np.ones(hemi.shape, bool)),
+            ("L", hemi == "L"),
+            ("R", hemi == "R"),
+        ]:
+            if not sel.any():
+                continue
+            for band in bands:
+                rows.append(
+                    {
+                        "subject": subject,
+                        "name": name,
+                        "band": band,
+                        "hemisphere": label,
+                        "n_voxels": int(sel.sum()),
+                        "mean_split_r2": _finite_mean(vox[f"split_r2_{band}"][sel]),
+                        "mean_unique": _finite_mean(vox[f"unique_{band}"][sel]),
+                        "mean_shared": _finite_mean(vox["shared"][sel]),
+                        "mean_joint_r2": _finite_mean(vox["r2"][sel]),
+                        "frac_voxels_won": float(np.mean(np.asarray(vox["winner"])[sel] == band)),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def _finite_mean(values) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")

@@ -167,7 +167,7 @@ def plot_banded(summary: pd.DataFrame, path: str | Path) -> None:
     Parameters
     ----------
     summary : pandas.DataFrame
-        :func:`lmbrain.banded.banded_summary` rows.
+        :func:`lmbrain.aggregate.banded_summary` rows.
     path : str or Path
         Output PNG.
 
