@@ -3,7 +3,9 @@
 Every adapter returns an object with ``name``, ``tr``, ``trim_start``, ``trim_end``,
 ``stories``, ``train_stories``, ``test_stories``, ``subjects`` and the methods ``words(story)``,
 ``responses(subject, story)``, ``test_target(subject, story)``, ``repeats(subject, story)``,
-``voxels(subject)`` and ``validate(subjects)``.
+``voxels(subject)`` and ``validate(subjects)``. Trial-based adapters (``kind == "trials"``,
+:mod:`lmbrain.datasets.trials`) instead offer ``stimuli``, ``captions``, ``trials(subject)``,
+``betas(subject)``, ``voxels(subject)`` and ``validate(subjects)``.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from lmbrain.datasets.native import NativeDataset
+from lmbrain.datasets.trials import TrialDataset
 
-ADAPTERS = {"native": NativeDataset}
+ADAPTERS = {"native": NativeDataset, "trials": TrialDataset}
 
 
 def open_dataset(path: str | Path, format: str = "native"):  # noqa: A002 - config key name
@@ -24,4 +27,4 @@ def open_dataset(path: str | Path, format: str = "native"):  # noqa: A002 - conf
     return adapter(path)
 
 
-__all__ = ["ADAPTERS", "NativeDataset", "open_dataset"]
+__all__ = ["ADAPTERS", "NativeDataset", "TrialDataset", "open_dataset"]
