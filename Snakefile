@@ -29,9 +29,10 @@ include: "rules/dataset.smk"
 include: "rules/features.smk"
 include: "rules/fit.smk"
 include: "rules/aggregate.smk"
+include: "rules/trials.smk"
 
 
 rule all:
     default_target: True
     input:
-        all_outputs(),
+        all_outputs() + trial_outputs(),

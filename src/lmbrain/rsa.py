@@ -206,3 +206,143 @@ def rsa_rows(
                 }
             )
     return rows
+
+
+# --------------------------------------------------------------------------- datasets
+
+ALL_VOXELS = "all"
+RSA_COLUMNS = (
+    "dataset subject roi model family untrained baseline n_layers layer depth rho p_value "
+    "noise_ceiling_lower noise_ceiling_upper n_stimuli n_voxels"
+).split()
+
+
+def brain_rdms(dataset, subjects: Sequence[str], min_voxels: int = 3) -> dict:
+    """RDMs of every subject's ROIs (and of all its voxels) over the test stimuli.
+
+    Patterns are the betas (z-scored per session when the dataset says so) averaged over
+    the repeats of each test image. ROIs with fewer than ``min_voxels`` voxels are skipped.
+
+    Returns
+    -------
+    dict
+        ``(subject, roi) -> (rdm vector, n_voxels)``; roi ``"all"`` is every voxel.
+    """
+    from lmbrain.trial_encoding import stimulus_means, zscore_by_session
+
+    out = {}
+    for subject in subjects:
+        trials = dataset.trials(subject)
+        y = dataset.betas(subject)
+        if dataset.zscore_sessions:
+            y = zscore_by_session(y, trials["session"])
+        _, means, _ = stimulus_means(y, trials["stimulus"], dataset.test_stimuli)
+        rois = dataset.voxels(subject)["roi"]
+        masks = {ALL_VOXELS: np.ones(len(rois), dtype=bool)}
+        masks.update({str(r): rois == r for r in sorted(set(rois) - {""})})
+        for roi, mask in masks.items():
+            if mask.sum() >= min_voxels:
+                out[(subject, roi)] = (rdm(means[:, mask]), int(mask.sum()))
+    return out
+
+
+def dataset_rsa(
+    dataset,
+    subjects: Sequence[str],
+    models: Mapping[str, Mapping],
+    n_permutations: int,
+    seed: int,
+    dataset_name: str = "",
+):
+    """RSA of every (subject, ROI) against every (model, layer) on the test stimuli.
+
+    Parameters
+    ----------
+    dataset : :class:`lmbrain.datasets.trials.TrialDataset`
+    subjects : sequence of str
+    models : mapping model id -> {"path", "layers", "family", "untrained", "baseline"}
+        Stimulus feature files (:func:`lmbrain.sentence_features.write_stimulus_features`).
+    n_permutations, seed : int
+    dataset_name : str
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`RSA_COLUMNS`, one row per (subject, roi, model, layer).
+    """
+    import pandas as pd
+
+    from lmbrain.features import read_feature_info
+    from lmbrain.sentence_features import read_stimulus_features
+
+    brains = brain_rdms(dataset, subjects)
+    model_rdms, facts = {}, {}
+    for mid, spec in models.items():
+        n_layers = int(read_feature_info(spec["path"])["n_layers"])
+        for layer in spec["layers"]:
+            _, feats = read_stimulus_features(spec["path"], layer, dataset.test_stimuli)
+            model_rdms[(mid, int(layer))] = rdm(feats)
+        facts[mid] = {
+            "family": spec.get("family", mid),
+            "untrained": bool(spec.get("untrained", False)),
+            "baseline": bool(spec.get("baseline", False)),
+            "n_layers": n_layers,
+        }
+    rows = rsa_rows({k: v[0] for k, v in brains.items()}, model_rdms, n_permutations, seed)
+    for row in rows:
+        row.update(facts[row["model"]])
+        row["dataset"] = dataset_name or dataset.name
+        row["depth"] = row["layer"] / row["n_layers"]
+        row["n_voxels"] = brains[(row["subject"], row["roi"])][1]
+    return pd.DataFrame(rows, columns=RSA_COLUMNS)
+
+
+def plot_rsa(table, path) -> None:
+    """RSA against relative depth, one panel per ROI (mean over subjects), with the ceiling.
+
+    Models are lines over depth (untrained twins dashed), baselines horizontal dotted lines,
+    and the grey band spans the noise ceiling's lower to upper bound.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from lmbrain.io import atomic_path
+
+    rois = sorted(table["roi"].unique(), key=lambda r: (r != ALL_VOXELS, r)) or [ALL_VOXELS]
+    fig = Figure(figsize=(5.0 * len(rois), 4.2))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(rois), squeeze=False)[0]
+    for ax, roi in zip(axes, rois, strict=True):
+        sub = table[table["roi"] == roi]
+        if sub.empty:
+            ax.text(0.5, 0.5, "no data", ha="center", transform=ax.transAxes)
+            continue
+        lo, hi = sub["noise_ceiling_lower"].iloc[0], sub["noise_ceiling_upper"].iloc[0]
+        if np.isfinite(hi):
+            ax.axhspan(lo if np.isfinite(lo) else hi, hi, color="0.85", label="noise ceiling")
+        mean = (
+            sub.groupby(["model", "layer"], sort=True)
+            .agg(
+                rho=("rho", "mean"),
+                depth=("depth", "first"),
+                baseline=("baseline", "first"),
+                untrained=("untrained", "first"),
+            )
+            .reset_index()
+        )
+        for mid, rows in mean.groupby("model", sort=True):
+            if rows["baseline"].iloc[0]:
+                ax.axhline(rows["rho"].iloc[0], ls=":", lw=1.2, label=f"{mid} (baseline)")
+            else:
+                style = "--" if rows["untrained"].iloc[0] else "-"
+                ax.plot(rows["depth"], rows["rho"], style, marker="o", label=mid)
+        ax.axhline(0, color="0.5", lw=0.6)
+        ax.set(
+            title=f"ROI {roi}",
+            xlabel="relative depth (layer / n_layers)",
+            ylabel="Spearman rho (model RDM, brain RDM)",
+        )
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=150, format="png")

@@ -434,3 +434,79 @@ def read_stimulus_features(
     if missing:
         raise InputError(path, f"no features for stimuli {missing[:5]} ({len(missing)} in all)")
     return list(stimuli), feats[[row[s] for s in stimuli]]
+
+
+# --------------------------------------------------------------------------- workflow helpers
+
+
+def check_baselines(baselines: Sequence[Mapping], model_ids: Sequence[str], key: str) -> None:
+    """Configuration checks the schema cannot express (unique ids, bow sources).
+
+    Raises
+    ------
+    ConfigError
+        A baseline id equal to a model id or another baseline's, a bow baseline without
+        exactly one of ``model`` / ``glove``.
+    """
+    from lmbrain.errors import ConfigError
+
+    seen = set(model_ids)
+    for i, spec in enumerate(baselines):
+        if spec["name"] in seen:
+            raise ConfigError(f"{key}.{i}.name", f"id '{spec['name']}' is already used")
+        seen.add(spec["name"])
+        if spec["kind"] == "bow" and ("model" in spec) == ("glove" in spec):
+            raise ConfigError(f"{key}.{i}", "a bow baseline needs exactly one of model, glove")
+
+
+def baseline_features(dataset, spec: Mapping, cache_dir: str | Path) -> tuple[np.ndarray, dict]:
+    """Features of a baseline for every stimulus of a trial dataset, and its facts.
+
+    Parameters
+    ----------
+    dataset : :class:`lmbrain.datasets.trials.TrialDataset`
+    spec : mapping
+        A ``trials.baselines`` entry of the config (``name``, ``kind``, ``model`` / ``glove``,
+        ``dim``, ``seed``).
+    cache_dir : str or Path
+        Model cache (bow from a model's input embeddings).
+
+    Returns
+    -------
+    features : ndarray, shape (n_stimuli, n_features), rows in ``dataset.stimuli`` order
+    info : dict
+        ``n_params`` (= the number of features), ``n_layers`` (1), ``kind``, ``baseline``.
+    """
+    kind = spec["kind"]
+    if kind == "category":
+        if dataset.categories is None:
+            raise InputError(dataset.categories_path, "the category baseline needs this file")
+        feats = category_features(dataset.categories, dataset.stimuli)
+    elif kind == "random":
+        feats = random_features(dataset.stimuli, int(spec.get("dim", 64)), int(spec.get("seed", 0)))
+    elif kind == "bow" and spec.get("glove"):
+        vocab = {
+            w for caps in dataset.captions.values() for c in caps for w in caption_words(c, True)
+        }
+        feats = bow_features(
+            dataset.captions, dataset.stimuli, read_glove(spec["glove"], vocab), True
+        )
+    elif kind == "bow":
+        from lmbrain.models import load_model
+
+        model, tokenizer, _ = load_model({"model": spec["model"]}, cache_dir)
+        vector = model_word_vectors(model, tokenizer)
+        feats = bow_features(dataset.captions, dataset.stimuli, vector)
+    else:
+        raise ValueError(f"unknown baseline kind {kind!r}")
+    info = {
+        "model_id": spec["name"],
+        "baseline": True,
+        "kind": kind,
+        "n_params": int(feats.shape[1]),
+        "n_params_nonembedding": int(feats.shape[1]),
+        "n_layers": 1,
+        "hidden_size": int(feats.shape[1]),
+        "source": spec.get("model") or spec.get("glove") or kind,
+    }
+    return feats, info

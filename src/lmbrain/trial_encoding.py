@@ -354,3 +354,30 @@ def fit_trial_encoding_model(
         "roi": vox["roi"],
     }
     return voxels, row
+
+
+def fit_from_feature_file(
+    dataset, subject: str, feature_path, layer: int, fraction: float, **kwargs
+) -> tuple[dict, dict]:
+    """:func:`fit_trial_encoding_model` on one layer of a stimulus feature file.
+
+    Adds the model facts of the file (``n_params``, ``n_params_nonembedding``, ``n_layers``)
+    and ``layer`` / ``depth = layer / n_layers`` to the row. Keyword arguments are passed on.
+    """
+    from lmbrain.features import read_feature_info
+    from lmbrain.sentence_features import read_stimulus_features
+
+    ids, feats = read_stimulus_features(feature_path, layer)
+    voxels, row = fit_trial_encoding_model(dataset, subject, feats, ids, fraction, **kwargs)
+    info = read_feature_info(feature_path)
+    n_layers = int(info["n_layers"])
+    row.update(
+        {
+            "n_params": int(info["n_params"]),
+            "n_params_nonembedding": int(info.get("n_params_nonembedding", info["n_params"])),
+            "n_layers": n_layers,
+            "layer": int(layer),
+            "depth": layer / n_layers,
+        }
+    )
+    return voxels, row

@@ -261,7 +261,7 @@ class TrialDataset:
                 "n_right": int((vox["hemisphere"] == "R").sum()),
                 "n_train_stimuli": n_train,
                 "max_repeats": int(counts.max()),
-                "rois": sorted(set(vox["roi"]) - {""}),
+                "rois": sorted(str(r) for r in set(vox["roi"]) - {""}),
             }
         return {
             "dataset": self.name,
