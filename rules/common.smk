@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from lmbrain.config import fraction_label, resolve_layers, validate_config
-from lmbrain.datasets import open_dataset
+from lmbrain.datasets import description_file, open_dataset
 from lmbrain.errors import LmbrainError
 from lmbrain.models import model_id, read_n_layers, resolve_source
 
@@ -77,7 +77,7 @@ def dataset_inputs(wildcards):
     spec = DATASETS[wildcards.dataset]
     if "simulate" in spec:
         return spec["path"]
-    return str(Path(spec["path"]) / "dataset.yaml")
+    return str(description_file(spec["path"], spec["format"]))
 
 
 def model_fractions(mid):

@@ -5,7 +5,8 @@ import re
 from lmbrain.errors import LmbrainError
 from lmbrain.sentence_features import check_baselines
 
-TRIAL_DATASETS = [n for n, s in DATASETS.items() if s["format"] == "trials"]
+TRIAL_FORMATS = ("trials", "nsd")
+TRIAL_DATASETS = [n for n, s in DATASETS.items() if s["format"] in TRIAL_FORMATS]
 BASELINES = {
     n: {b["name"]: b for b in DATASETS[n]["trials"]["baselines"]}
     for n in TRIAL_DATASETS

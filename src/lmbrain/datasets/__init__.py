@@ -3,9 +3,10 @@
 Every adapter returns an object with ``name``, ``tr``, ``trim_start``, ``trim_end``,
 ``stories``, ``train_stories``, ``test_stories``, ``subjects`` and the methods ``words(story)``,
 ``responses(subject, story)``, ``test_target(subject, story)``, ``repeats(subject, story)``,
-``voxels(subject)`` and ``validate(subjects)``. Trial-based adapters (``kind == "trials"``,
-:mod:`lmbrain.datasets.trials`) instead offer ``stimuli``, ``captions``, ``trials(subject)``,
-``betas(subject)``, ``voxels(subject)`` and ``validate(subjects)``.
+``voxels(subject)`` and ``validate(subjects)``. Trial-based adapters (``kind == "trials"``:
+:mod:`lmbrain.datasets.trials`, :mod:`lmbrain.datasets.nsd`) instead offer ``stimuli``,
+``captions``, ``trials(subject)``, ``betas(subject)``, ``voxels(subject)`` and
+``validate(subjects)``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from lmbrain.datasets.native import NativeDataset
+from lmbrain.datasets.nsd import NSDDataset
 from lmbrain.datasets.trials import TrialDataset
 
-ADAPTERS = {"native": NativeDataset, "trials": TrialDataset}
+ADAPTERS = {"native": NativeDataset, "trials": TrialDataset, "nsd": NSDDataset}
 
 
 def open_dataset(path: str | Path, format: str = "native"):  # noqa: A002 - config key name
@@ -27,4 +29,17 @@ def open_dataset(path: str | Path, format: str = "native"):  # noqa: A002 - conf
     return adapter(path)
 
 
-__all__ = ["ADAPTERS", "NativeDataset", "TrialDataset", "open_dataset"]
+def description_file(path: str | Path, format: str = "native") -> Path:  # noqa: A002
+    """The file that describes a dataset on disk (``dataset.yaml``; NSD: its design file)."""
+    adapter = ADAPTERS.get(format)
+    return Path(path) / getattr(adapter, "DESCRIPTION", "dataset.yaml")
+
+
+__all__ = [
+    "ADAPTERS",
+    "NSDDataset",
+    "NativeDataset",
+    "TrialDataset",
+    "description_file",
+    "open_dataset",
+]
