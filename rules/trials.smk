@@ -79,10 +79,30 @@ rule baseline_features:
         "../scripts/baseline_features.py"
 
 
+rule trial_responses:
+    input:
+        data=dataset_inputs,
+        manifest=f"{RESULTS}/{{dataset}}/manifest/subjects/{{subject}}.json",
+    output:
+        f"{RESULTS}/{{dataset}}/responses/{{subject}}.npz",
+    log:
+        f"{RESULTS}/{{dataset}}/logs/responses_{{subject}}.log",
+    wildcard_constraints:
+        dataset=TRIAL_RE,
+    conda:
+        "../envs/fit.yaml"
+    params:
+        root=dataset_root,
+        format=lambda wc: DATASETS[wc.dataset]["format"],
+    script:
+        "../scripts/trial_responses.py"
+
+
 rule trial_noise_ceiling:
     input:
         data=dataset_inputs,
         manifest=f"{RESULTS}/{{dataset}}/manifest/subjects/{{subject}}.json",
+        responses=f"{RESULTS}/{{dataset}}/responses/{{subject}}.npz",
     output:
         f"{RESULTS}/{{dataset}}/ceilings/{{subject}}.npz",
     log:
@@ -104,6 +124,7 @@ rule fit_trial_model:
         features=f"{RESULTS}/{{dataset}}/features/{{model}}.h5",
         manifest=f"{RESULTS}/{{dataset}}/manifest/subjects/{{subject}}.json",
         ceiling=f"{RESULTS}/{{dataset}}/ceilings/{{subject}}.npz",
+        responses=f"{RESULTS}/{{dataset}}/responses/{{subject}}.npz",
     output:
         voxels=f"{RESULTS}/{{dataset}}/fits/{{subject}}/{{model}}/layer-{{layer}}_frac-{{fraction}}.npz",
         row=f"{RESULTS}/{{dataset}}/fits/{{subject}}/{{model}}/layer-{{layer}}_frac-{{fraction}}.json",
@@ -148,9 +169,8 @@ rule summarize_baselines:
 rule trial_rsa:
     input:
         data=dataset_inputs,
-        manifests=lambda wc: [
-            f"{RESULTS}/{wc.dataset}/manifest/subjects/{s}.json"
-            for s in SUBJECTS[wc.dataset]
+        responses=lambda wc: [
+            f"{RESULTS}/{wc.dataset}/responses/{s}.npz" for s in SUBJECTS[wc.dataset]
         ],
         features=lambda wc: [
             f"{RESULTS}/{wc.dataset}/features/{mid}.h5"

@@ -5,7 +5,7 @@ import numpy as np
 from lmbrain.datasets import open_dataset
 from lmbrain.io import save_json, save_npz
 from lmbrain.scripting import start
-from lmbrain.trial_encoding import fit_from_feature_file
+from lmbrain.trial_encoding import fit_from_feature_file, load_subject_responses
 
 log = start(snakemake)
 params, wc = snakemake.params, snakemake.wildcards
@@ -21,6 +21,7 @@ voxels, row = fit_from_feature_file(
     cc_max=np.load(snakemake.input.ceiling)["cc_max"],
     min_cc_max=params.scoring["min_cc_max"],
     seed=params.seed,
+    responses=load_subject_responses(snakemake.input.responses),
 )
 row = {
     "dataset": wc.dataset,

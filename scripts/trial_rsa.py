@@ -4,6 +4,7 @@ from lmbrain.datasets import open_dataset
 from lmbrain.io import atomic_path
 from lmbrain.rsa import dataset_rsa, plot_rsa
 from lmbrain.scripting import start
+from lmbrain.trial_encoding import load_subject_responses
 
 log = start(snakemake)
 params = snakemake.params
@@ -19,6 +20,10 @@ table = dataset_rsa(
     params.n_permutations,
     params.seed,
     dataset_name=snakemake.wildcards.dataset,
+    responses={
+        s: load_subject_responses(p)
+        for s, p in zip(params.subjects, snakemake.input.responses, strict=True)
+    },
 )
 with atomic_path(snakemake.output.table) as tmp:
     table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")

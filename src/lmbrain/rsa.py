@@ -217,26 +217,27 @@ RSA_COLUMNS = (
 ).split()
 
 
-def brain_rdms(dataset, subjects: Sequence[str], min_voxels: int = 3) -> dict:
+def brain_rdms(
+    dataset, subjects: Sequence[str], min_voxels: int = 3, responses: Mapping | None = None
+) -> dict:
     """RDMs of every subject's ROIs (and of all its voxels) over the test stimuli.
 
     Patterns are the betas (z-scored per session when the dataset says so) averaged over
     the repeats of each test image. ROIs with fewer than ``min_voxels`` voxels are skipped.
+    ``responses``: ``{subject: lmbrain.trial_encoding.subject_responses(...)}``, read from
+    the dataset for subjects it lacks.
 
     Returns
     -------
     dict
         ``(subject, roi) -> (rdm vector, n_voxels)``; roi ``"all"`` is every voxel.
     """
-    from lmbrain.trial_encoding import stimulus_means, zscore_by_session
+    from lmbrain.trial_encoding import stimulus_means, subject_responses
 
     out = {}
     for subject in subjects:
-        trials = dataset.trials(subject)
-        y = dataset.betas(subject)
-        if dataset.zscore_sessions:
-            y = zscore_by_session(y, trials["session"])
-        _, means, _ = stimulus_means(y, trials["stimulus"], dataset.test_stimuli)
+        data = (responses or {}).get(subject) or subject_responses(dataset, subject)
+        _, means, _ = stimulus_means(data["responses"], data["stimulus"], dataset.test_stimuli)
         rois = dataset.voxels(subject)["roi"]
         masks = {ALL_VOXELS: np.ones(len(rois), dtype=bool)}
         masks.update({str(r): rois == r for r in sorted(set(rois) - {""})})
@@ -253,6 +254,7 @@ def dataset_rsa(
     n_permutations: int,
     seed: int,
     dataset_name: str = "",
+    responses: Mapping | None = None,
 ):
     """RSA of every (subject, ROI) against every (model, layer) on the test stimuli.
 
@@ -264,6 +266,8 @@ def dataset_rsa(
         Stimulus feature files (:func:`lmbrain.sentence_features.write_stimulus_features`).
     n_permutations, seed : int
     dataset_name : str
+    responses : mapping, optional
+        Per-subject preprocessed responses (see :func:`brain_rdms`).
 
     Returns
     -------
@@ -275,7 +279,7 @@ def dataset_rsa(
     from lmbrain.features import read_feature_info
     from lmbrain.sentence_features import read_stimulus_features
 
-    brains = brain_rdms(dataset, subjects)
+    brains = brain_rdms(dataset, subjects, responses=responses)
     model_rdms, facts = {}, {}
     for mid, spec in models.items():
         n_layers = int(read_feature_info(spec["path"])["n_layers"])

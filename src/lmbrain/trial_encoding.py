@@ -99,6 +99,34 @@ def stimulus_means(
     return list(stimuli), sums[idx] / counts[idx, None], counts[idx]
 
 
+def subject_responses(dataset, subject: str) -> dict[str, np.ndarray]:
+    """One subject's preprocessed betas with their trial labels.
+
+    Returns
+    -------
+    dict
+        ``responses`` (n_trials, n_voxels) float32, z-scored per session when
+        ``dataset.zscore_sessions``; ``stimulus`` and ``session`` (str arrays, per trial).
+        The workflow stores it once per subject (``responses/<subject>.npz``) so that fits
+        do not re-read the raw betas.
+    """
+    trials = dataset.trials(subject)
+    y = dataset.betas(subject)
+    if dataset.zscore_sessions:
+        y = zscore_by_session(y, trials["session"])
+    return {
+        "responses": np.asarray(y, dtype=np.float32),
+        "stimulus": np.asarray(trials["stimulus"]).astype(str),
+        "session": np.asarray(trials["session"]).astype(str),
+    }
+
+
+def load_subject_responses(path) -> dict[str, np.ndarray]:
+    """Read what :func:`subject_responses` returned, as saved with ``lmbrain.io.save_npz``."""
+    with np.load(path) as data:
+        return {key: data[key] for key in ("responses", "stimulus", "session")}
+
+
 def ncsnr(responses: np.ndarray, stimulus_of_trial: Sequence) -> np.ndarray:
     """Noise-ceiling signal-to-noise ratio per voxel (NSD, Allen et al. 2022).
 
@@ -153,19 +181,17 @@ def noise_ceiling(snr: np.ndarray, n_repeats: Sequence[int] | int) -> np.ndarray
     return 100.0 * snr2 / (snr2 + inv_n)
 
 
-def subject_ceiling(dataset, subject: str) -> dict[str, np.ndarray]:
+def subject_ceiling(dataset, subject: str, responses: dict | None = None) -> dict[str, np.ndarray]:
     """``ncsnr``, ``nc`` (percent) and ``cc_max`` of one subject's voxels for its test images.
 
     The ncsnr uses every stimulus the subject saw at least twice; the ceiling assumes the
     test target of :func:`fit_trial_encoding_model` (each test image averaged over its
-    repeats).
+    repeats). ``responses``: :func:`subject_responses` of the subject, read when absent.
     """
-    trials = dataset.trials(subject)
-    y = dataset.betas(subject)
-    if dataset.zscore_sessions:
-        y = zscore_by_session(y, trials["session"])
-    snr = ncsnr(y, trials["stimulus"])
-    counts = stimulus_means(y[:, :1], trials["stimulus"], dataset.test_stimuli)[2]
+    data = subject_responses(dataset, subject) if responses is None else responses
+    y, stim = data["responses"], data["stimulus"]
+    snr = ncsnr(y, stim)
+    counts = stimulus_means(y[:, :1], stim, dataset.test_stimuli)[2]
     nc = noise_ceiling(snr, counts)
     return {"ncsnr": snr, "nc": nc, "cc_max": np.sqrt(nc / 100.0)}
 
@@ -269,6 +295,7 @@ def fit_trial_encoding_model(
     cc_max: np.ndarray | None = None,
     min_cc_max: float = 0.1,
     seed: int = 0,
+    responses: dict | None = None,
 ) -> tuple[dict, dict]:
     """One (subject, features, train fraction) fit of a trial dataset, with its score row.
 
@@ -287,6 +314,8 @@ def fit_trial_encoding_model(
         Per-voxel ceiling on the correlation scale (:func:`subject_ceiling`).
     min_cc_max : float
     seed : int
+    responses : dict, optional
+        :func:`subject_responses` of the subject (read from the dataset when absent).
 
     Returns
     -------
@@ -298,18 +327,16 @@ def fit_trial_encoding_model(
         repeats included), ``n_test_trs`` = test trials; plus ``n_train_stimuli``,
         ``n_test_stimuli`` and ``train_on``. Layer keys are added by the caller.
     """
-    trials = dataset.trials(subject)
-    y = dataset.betas(subject)
-    if dataset.zscore_sessions:
-        y = zscore_by_session(y, trials["session"])
-    shown = set(trials["stimulus"])
+    data = subject_responses(dataset, subject) if responses is None else responses
+    y, stim = data["responses"], data["stimulus"]
+    shown = set(stim)
     train_all = [s for s in dataset.train_stimuli if s in shown]
     train = nested_train_subsets(train_all, [fraction], seed)[fraction]
     res = fit_trial_model(
         features,
         feature_stimuli,
         y,
-        trials["stimulus"],
+        stim,
         train,
         dataset.test_stimuli,
         fitting=fitting,
