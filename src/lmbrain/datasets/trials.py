@@ -183,6 +183,10 @@ class TrialDataset:
 
     def betas(self, subject: str) -> np.ndarray:
         """(n_trials, n_voxels) float32 betas of ``subject``."""
+        return np.asarray(self._open_betas(subject), dtype=np.float32)
+
+    def _open_betas(self, subject: str) -> np.ndarray:
+        """The betas file memory-mapped (checked for shape and dtype, not read)."""
         path = self.betas_path(subject)
         if not path.is_file():
             raise InputError(path, "betas file not found")
@@ -194,7 +198,7 @@ class TrialDataset:
             raise InputError(path, f"expected a 2-D (trials x voxels) array, found {arr.shape}")
         if not np.issubdtype(arr.dtype, np.floating):
             raise InputError(path, f"expected floating-point betas, found {arr.dtype}")
-        return np.asarray(arr, dtype=np.float32)
+        return arr
 
     def voxels(self, subject: str) -> dict[str, np.ndarray]:
         """Voxel table of ``subject``: ``hemisphere`` ('L'/'R') and ``roi`` arrays."""
@@ -229,7 +233,7 @@ class TrialDataset:
         for subject in subjects:
             trials = self.trials(subject)
             n_trials = len(trials["stimulus"])
-            betas = self.betas(subject)
+            betas = self._open_betas(subject)  # shape only: validation runs at every start
             if betas.shape[0] != n_trials:
                 raise InputError(
                     self.betas_path(subject),
