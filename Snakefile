@@ -32,9 +32,10 @@ include: "rules/fit.smk"
 include: "rules/aggregate.smk"
 include: "rules/banded.smk"
 include: "rules/maps.smk"
+include: "rules/trials.smk"
 
 
 rule all:
     default_target: True
     input:
-        all_outputs(),
+        all_outputs() + trial_outputs(),

@@ -160,7 +160,7 @@ def all_outputs():
         base = f"{RESULTS}/{name}"
         out += [f"{base}/summary/scores.tsv", f"{base}/summary/scaling_fits.tsv"]
         out += [f"{base}/plots/{p}.png" for p in PLOTS]
-        if BANDED:
+        if BANDED and DATASETS[name]["format"] not in ("trials", "nsd"):
             out += [f"{base}/summary/banded.tsv", f"{base}/plots/banded.png"]
         out += map_outputs(name)  # rules/maps.smk
         out.append(f"{base}/summary/config.yaml")

@@ -19,7 +19,8 @@ def _opened(name):
 def map_kind(name, subject):
     """'volume', 'surface' or 'vector': the form of a subject's maps (see lmbrain.brainmaps)."""
     if "simulate" in DATASETS[name]:
-        return "volume"  # the demo simulation writes a mask (lmbrain.demo.demo_mask)
+        # the story simulation writes a mask (lmbrain.demo.demo_mask); the trial one none
+        return "vector" if DATASETS[name]["format"] in ("trials", "nsd") else "volume"
     dataset = _opened(name)
     if not hasattr(dataset, "geometry"):
         return "vector"

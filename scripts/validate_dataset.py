@@ -8,7 +8,7 @@ log = start(snakemake)
 dataset = open_dataset(snakemake.params.root, snakemake.params.format, snakemake.params.options)
 subject = dict(snakemake.wildcards).get("subject")
 manifest = dataset.validate([subject] if subject else [])
-log.info("%s: %d stories checked", dataset.root, len(manifest["stories"]))
+log.info("%s checked: %s", dataset.root, sorted(manifest))
 for skip in manifest.get("skipped", []):
     log.warning("skipped: %s has no %s (%s)", skip["subject"], skip["story"], skip["reason"])
 save_json(snakemake.output[0], manifest)

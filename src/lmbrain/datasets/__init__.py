@@ -10,6 +10,10 @@ adapters (``lebel``, ``lpp``, ``narratives``) add ``geometry(subject)``,
 
 An adapter class declares its config options in ``OPTIONS`` (key -> default); the keys of a
 dataset's config block that an adapter declares are passed to it (:func:`adapter_options`).
+Trial-based adapters (``kind == "trials"``:
+:mod:`lmbrain.datasets.trials`, :mod:`lmbrain.datasets.nsd`) instead offer ``stimuli``,
+``captions``, ``trials(subject)``, ``betas(subject)``, ``voxels(subject)`` and
+``validate(subjects)``.
 """
 
 from __future__ import annotations
@@ -20,12 +24,16 @@ from lmbrain.datasets.lebel import LebelDataset
 from lmbrain.datasets.lpp import LppDataset
 from lmbrain.datasets.narratives import NarrativesDataset
 from lmbrain.datasets.native import NativeDataset
+from lmbrain.datasets.nsd import NSDDataset
+from lmbrain.datasets.trials import TrialDataset
 
 ADAPTERS = {
     "native": NativeDataset,
     "lebel": LebelDataset,
     "lpp": LppDataset,
     "narratives": NarrativesDataset,
+    "trials": TrialDataset,
+    "nsd": NSDDataset,
 }
 
 
@@ -58,16 +66,23 @@ def open_dataset(path: str | Path, format: str = "native", options: dict | None 
 
 
 def index_path(dataset) -> Path:
-    """The file whose change means the dataset changed (an input of the reading rules)."""
-    return Path(getattr(dataset, "index_path", Path(dataset.root) / "dataset.yaml"))
+    """The file whose change means the dataset changed (an input of the reading rules).
+
+    An adapter's ``index_path`` attribute, else its class's ``DESCRIPTION`` file (NSD: the
+    design file) or ``dataset.yaml`` in the root.
+    """
+    default = Path(dataset.root) / getattr(type(dataset), "DESCRIPTION", "dataset.yaml")
+    return Path(getattr(dataset, "index_path", default))
 
 
 __all__ = [
     "ADAPTERS",
     "LebelDataset",
     "LppDataset",
+    "NSDDataset",
     "NarrativesDataset",
     "NativeDataset",
+    "TrialDataset",
     "adapter_options",
     "index_path",
     "open_dataset",
