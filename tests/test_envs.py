@@ -48,16 +48,9 @@ CONDA_TO_PIP = {"pytorch": "torch"}
 
 #: (script, distribution) -> why the script never runs the lazy import that brings it in
 NOT_ON_PATH = {
-    ("fit_encoding_model.py", "transformers"): "lmbrain.models: only model_id is used",
-    ("fit_encoding_model.py", "gguf"): "lmbrain.models: only model_id is used",
-    ("fit_encoding_model.py", "tqdm"): "lmbrain.features: extraction is not called",
-    ("fit_banded.py", "transformers"): "lmbrain.models: only model_id is used",
-    ("fit_banded.py", "gguf"): "lmbrain.models: only model_id is used",
-    ("fit_banded.py", "tqdm"): "lmbrain.features: extraction is not called",
     ("plot_brain_map.py", "transformers"): "lmbrain.config: only fraction_label is used",
     ("plot_brain_map.py", "gguf"): "lmbrain.config: only fraction_label is used",
     ("plot_brain_map.py", "torch"): "lmbrain.config: only fraction_label is used",
-    ("plot_brain_map.py", "scipy"): "lmbrain.config: only fraction_label is used",
 }
 
 
