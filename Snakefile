@@ -29,6 +29,7 @@ include: "rules/dataset.smk"
 include: "rules/features.smk"
 include: "rules/fit.smk"
 include: "rules/aggregate.smk"
+include: "rules/extras.smk"
 
 
 rule all:

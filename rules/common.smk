@@ -5,6 +5,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from lmbrain.baselines import is_baseline
 from lmbrain.config import fraction_label, resolve_layers, validate_config
 from lmbrain.datasets import open_dataset
 from lmbrain.errors import LmbrainError
@@ -37,6 +38,8 @@ def _subjects(name):
 
 def _layers(mid):
     entry = MODELS[mid]
+    if is_baseline(entry):
+        return [0]
     try:
         n_layers = read_n_layers(entry, CACHE)
     except LmbrainError as exc:
@@ -110,6 +113,7 @@ def all_outputs():
         base = f"{RESULTS}/{name}"
         out += [f"{base}/summary/scores.tsv", f"{base}/summary/scaling_fits.tsv"]
         out += [f"{base}/plots/{p}.png" for p in PLOTS]
+        out += EXTRA_TARGETS[name]  # rules/extras.smk
     return out
 
 

@@ -158,6 +158,8 @@ def test_adding_a_model_reruns_only_its_jobs(workflow_run, tiny_models):
         "extract_features": 1,
         "fit_encoding_model": 2 * 3 * 2,
         "summarize_scores": 1,
+        "baseline_gaps": 1,
+        "scaling_extrapolation": 1,
         "plot_scaling": 1,
     }, res.stdout
 
