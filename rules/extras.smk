@@ -3,6 +3,7 @@
 import re
 
 from lmbrain.baselines import untrained_twins
+from lmbrain.forecast import plan_forecast
 
 
 # A baseline's feature file is computed from the words, without a language model.
@@ -74,3 +75,62 @@ rule scaling_extrapolation:
         seed=CFG["seed"],
     script:
         "../scripts/scaling_extrapolation.py"
+
+
+# Forecast windows (lmbrain.forecast): off unless `forecast.enabled`.
+try:
+    FORECAST = plan_forecast(
+        CFG["forecast"], MODELS, LAYERS, lambda mid: read_n_layers(MODELS[mid], CACHE)
+    )
+except LmbrainError as exc:
+    raise WorkflowError(f"invalid configuration: {exc}") from None
+for _name in DATASETS:
+    if FORECAST:
+        EXTRA_TARGETS[_name] += [
+            f"{RESULTS}/{_name}/summary/forecast.tsv",
+            f"{RESULTS}/{_name}/plots/forecast.png",
+        ]
+
+
+rule forecast_fit:
+    input:
+        data=dataset_inputs,
+        features=f"{RESULTS}/{{dataset}}/features/{{model}}.h5",
+        manifest=f"{RESULTS}/{{dataset}}/manifest/subjects/{{subject}}.json",
+    output:
+        voxels=f"{RESULTS}/{{dataset}}/forecast/{{subject}}/{{model}}.npz",
+        rows=f"{RESULTS}/{{dataset}}/forecast/{{subject}}/{{model}}.tsv",
+    log:
+        f"{RESULTS}/{{dataset}}/logs/forecast/{{subject}}/{{model}}.log",
+    conda:
+        "../envs/fit.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input: fit_mem_mb(input),
+    params:
+        root=dataset_root,
+        format=lambda wc: DATASETS[wc.dataset]["format"],
+        layers=lambda wc: FORECAST[wc.model],
+        settings={k: CFG["forecast"][k] for k in ("distances", "width", "mode")},
+        temporal=CFG["temporal"],
+        fitting=CFG["fitting"],
+    script:
+        "../scripts/forecast_fit.py"
+
+
+rule forecast_summary:
+    input:
+        lambda wc: [
+            f"{RESULTS}/{wc.dataset}/forecast/{subject}/{mid}.tsv"
+            for subject in SUBJECTS[wc.dataset]
+            for mid in FORECAST
+        ],
+    output:
+        table=f"{RESULTS}/{{dataset}}/summary/forecast.tsv",
+        plot=f"{RESULTS}/{{dataset}}/plots/forecast.png",
+    log:
+        f"{RESULTS}/{{dataset}}/logs/forecast_summary.log",
+    conda:
+        "../envs/plot.yaml"
+    script:
+        "../scripts/forecast_summary.py"

@@ -63,6 +63,7 @@ def extras_config(models, glove) -> dict:
         "features": {"context_tokens": 8, "stride_tokens": 8, "batch_size": 16, "threads": 1},
         "fitting": {"alphas": [1.0, 100.0], "n_folds": 2},
         "aggregate": {"n_bootstrap": 20},
+        "forecast": {"enabled": True, "distances": [0, 2], "models": ["gpt2-a"]},
     }
 
 
@@ -129,3 +130,15 @@ def test_extrapolation_table(extras_run):
     assert set(params.index) == {"trained", "tiny"}
     assert (params["n_points"] == 1).all() and params["slope"].isna().all()
     assert params["note"].str.contains("no fit").all()
+
+
+def test_forecast_outputs(extras_run):
+    table = pd.read_csv(extras_run / "summary" / "forecast.tsv", sep="\t")
+    assert set(table["model"]) == {"gpt2-a"} and set(table["distance"]) == {0, 2}
+    assert {"all", "L", "R"} <= set(table["hemisphere"])
+    voxels = np.load(extras_run / "forecast" / "sub-01" / "gpt2-a.npz")
+    assert voxels["F"].shape == (1, 2, 12) and set(voxels["best_d"]) <= {0, 2}
+    np.testing.assert_allclose(voxels["F"], voxels["r"] - voxels["r_base"], atol=1e-6)
+    everything = table[(table.hemisphere == "all") & (table.distance == 2)].iloc[0]
+    assert everything["mean_F"] == pytest.approx(np.nanmean(voxels["F"][0, 1]), abs=1e-5)
+    assert (extras_run / "plots" / "forecast.png").stat().st_size > 10_000
