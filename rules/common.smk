@@ -5,7 +5,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from lmbrain.baselines import is_baseline
+from lmbrain.baselines import expand_model_widths, is_baseline
 from lmbrain.config import fraction_label, resolve_layers, validate_config
 from lmbrain.datasets import open_dataset
 from lmbrain.errors import LmbrainError
@@ -13,6 +13,7 @@ from lmbrain.models import model_id, read_n_layers, resolve_source
 
 try:
     CFG = validate_config(config, source=(workflow.configfiles or [None])[-1])
+    CFG["models"] = expand_model_widths(CFG["models"], CFG["cache"])  # width: models
 except LmbrainError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 

@@ -258,3 +258,33 @@ def test_baselines_drawn_as_labelled_lines():
     labels = [str(ln.get_label()) for ln in fig.axes[0].get_lines()]
     assert any(lab.startswith("random-8 (baseline)") for lab in labels)
     assert "random-8" not in labels  # no depth curve for a baseline
+
+
+def test_width_from_models(tmp_path):
+    from lmbrain.baselines import expand_model_widths
+    from lmbrain.testing import make_tiny_model
+
+    a = make_tiny_model(tmp_path / "a", arch="gpt2", hidden_size=16, n_layers=1)
+    b = make_tiny_model(tmp_path / "b", arch="llama", hidden_size=24, n_layers=1)
+    cfg = validate_config(
+        {
+            "datasets": {"d": {"path": "/x"}},
+            "models": [
+                {"model": str(a)},
+                {"model": str(b)},
+                {"model": str(b), "untrained": True},
+                {"name": "rv", "baseline": "random_vectors", "width": "models", "seeds": [0, 1]},
+            ],
+        }
+    )
+    entries = expand_model_widths(cfg["models"], tmp_path / "cache")
+    base = [(model_id(e), e["width"], e["seed"]) for e in entries if e.get("baseline")]
+    assert base == [
+        ("rv-w16-s0", 16, 0),
+        ("rv-w16-s1", 16, 1),
+        ("rv-w24-s0", 24, 0),
+        ("rv-w24-s1", 24, 1),
+    ]
+    assert all("seeds" not in e for e in entries)
+    with pytest.raises(ConfigError, match="at least one trained model"):
+        expand_model_widths(cfg["models"][2:], tmp_path / "cache")

@@ -22,7 +22,8 @@ depend on which other stories or words a dataset has, and reruns are identical.
 Seeds and widths expand into one model id each (:func:`expand_model_entries`):
 ``seeds: [0, 1, 2]`` (random baselines and untrained twins) gives ids ``<name>-s0``,
 ``<name>-s1``...; ``width: [64, 768]`` gives ``<name>-w64``, ``<name>-w768`` (then the seed
-suffix). A baseline writes the same feature HDF5 file as a language model, with one "layer"
+suffix); ``width: models`` takes the hidden sizes of the trained models listed
+(:func:`expand_model_widths`, when the workflow starts). A baseline writes the same feature HDF5 file as a language model, with one "layer"
 0, so fits, scores and plots handle it unchanged. Its file attributes say ``n_params = 0``
 (nothing is learned from text; the score table's parameter count, which the scaling fits use,
 stays out of the model-size axis), ``n_layers = 1`` (so depth = layer / n_layers = 0),
@@ -89,12 +90,15 @@ def expand_model_entries(entries: Sequence[Mapping]) -> list[dict]:
         if is_baseline(entry):
             _check_baseline(entry, i)
             entry["untrained"] = True
-        seeds = entry.pop("seeds", None)
-        if seeds is not None and not (entry.get("untrained") or is_baseline(entry)):
+        if entry.get("seeds") is not None and not (entry.get("untrained") or is_baseline(entry)):
             raise ConfigError(
                 f"models.{i}.seeds", "only untrained twins and random baselines take seeds"
             )
         widths = entry.get("width")
+        if widths == "models":  # resolved when the workflow starts (expand_model_widths)
+            out.append(entry)
+            continue
+        seeds = entry.pop("seeds", None)
         variants = [entry]
         if isinstance(widths, list):
             variants = [_renamed(entry, f"-w{int(w)}", width=int(w)) for w in widths]
@@ -105,6 +109,77 @@ def expand_model_entries(entries: Sequence[Mapping]) -> list[dict]:
                 for s in seeds
             ]
         out.extend(variants)
+    return out
+
+
+def read_hidden_size(entry: Mapping, cache_dir: str | Path) -> int:
+    """Hidden size of a language-model entry, read from its config without loading weights.
+
+    Local folders and packages are read from ``config.json`` (``hidden_size``, ``n_embd``,
+    ``d_model``, also inside ``text_config``...), GGUF files from their
+    ``<arch>.embedding_length`` header, hub names through ``transformers.AutoConfig``.
+
+    Raises
+    ------
+    InputError
+        When the size cannot be found.
+    """
+    import json
+
+    from lmbrain.models import _first_int, gguf_metadata, resolve_source
+
+    source, gguf = resolve_source(entry, cache_dir)
+    keys = ("hidden_size", "n_embd", "d_model")
+    if isinstance(gguf, Path):
+        meta = gguf_metadata(gguf)
+        size = meta.get(f"{meta.get('general.architecture')}.embedding_length")
+    elif isinstance(source, Path):
+        cfg_file = source / "config.json"
+        if not cfg_file.is_file():
+            raise InputError(source, "no config.json to read the hidden size from")
+        size = _first_int(json.loads(cfg_file.read_text()), keys)
+    else:
+        try:
+            from transformers import AutoConfig
+
+            size = _first_int(AutoConfig.from_pretrained(source, gguf_file=gguf).to_dict(), keys)
+        except (OSError, ValueError) as exc:
+            raise InputError(source, f"cannot read the model config ({exc})") from exc
+    if not isinstance(size, int):
+        raise InputError(gguf or source, "no hidden size in the model config")
+    return int(size)
+
+
+def expand_model_widths(entries: Sequence[Mapping], cache_dir: str | Path) -> list[dict]:
+    """Replace ``width: models`` of random baselines by the widths of the listed models.
+
+    Parameters
+    ----------
+    entries : sequence of mapping
+        Expanded entries (:func:`expand_model_entries`).
+    cache_dir : str or Path
+        Cache folder (packaged GGUF models).
+
+    Returns
+    -------
+    list of dict
+        A baseline with ``width: models`` becomes one entry per distinct hidden size of the
+        trained, non-baseline models (sorted) and seed, named ``<name>-w<width>-s<seed>``
+        as for a ``width`` list (:func:`expand_model_entries`).
+    """
+    if not any(e.get("width") == "models" for e in entries):
+        return [dict(e) for e in entries]
+    trained = [e for e in entries if not e.get("untrained") and not is_baseline(e)]
+    if not trained:
+        raise ConfigError("models.width", "`width: models` needs at least one trained model")
+    widths = sorted({read_hidden_size(e, cache_dir) for e in trained})
+    out = []
+    for entry in entries:
+        if entry.get("width") != "models":
+            out.append(dict(entry))
+            continue
+        entry = {**entry, "width": widths}
+        out.extend(expand_model_entries([entry]))
     return out
 
 
