@@ -33,6 +33,7 @@ include: "rules/aggregate.smk"
 include: "rules/banded.smk"
 include: "rules/maps.smk"
 include: "rules/trials.smk"
+include: "rules/extras.smk"
 
 
 rule all:

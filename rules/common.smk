@@ -4,6 +4,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from lmbrain.baselines import expand_model_widths, is_baseline
 from lmbrain.config import fraction_label, resolve_layers, validate_config
 from lmbrain.datasets import adapter_options, index_path, open_dataset
 from lmbrain.errors import LmbrainError
@@ -14,6 +15,7 @@ from lmbrain.resources import extraction_mem_mb, fit_job_mem_mb
 
 try:
     CFG = validate_config(config, source=(workflow.configfiles or [None])[-1])
+    CFG["models"] = expand_model_widths(CFG["models"], CFG["cache"])  # width: models
 except LmbrainError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 
@@ -39,6 +41,8 @@ def _subjects(name):
 
 def _layers(mid):
     entry = MODELS[mid]
+    if is_baseline(entry):
+        return [0]
     try:
         n_layers = read_n_layers(entry, CACHE)
     except LmbrainError as exc:
@@ -164,6 +168,7 @@ def all_outputs():
             out += [f"{base}/summary/banded.tsv", f"{base}/plots/banded.png"]
         out += map_outputs(name)  # rules/maps.smk
         out.append(f"{base}/summary/config.yaml")
+        out += EXTRA_TARGETS[name]  # rules/extras.smk
     return out
 
 
@@ -174,11 +179,14 @@ PLOTS = ["scaling_models", "scaling_data", "layers", "asymmetry"]
 # Every model entry maps to a feature id (lmbrain.features.feature_id): its source, GGUF file,
 # untrained seed and extraction settings, not its `name`, so two entries (or two configs)
 # naming the same model share one feature file; the fits stay labelled by the name.
+# Baselines (rules/extras.smk) have no language model: their feature file is named by their id.
 FEATURE_SPECS = {
     mid: feature_spec(entry, CFG["features"], read_modality(entry, CACHE))
     for mid, entry in MODELS.items()
+    if not is_baseline(entry)
 }
 FEATURE_IDS = {mid: feature_id(spec) for mid, spec in FEATURE_SPECS.items()}
+FEATURE_IDS.update({mid: mid for mid, entry in MODELS.items() if is_baseline(entry)})
 FEATURES = {FEATURE_IDS[mid]: spec for mid, spec in FEATURE_SPECS.items()}
 
 

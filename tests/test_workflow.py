@@ -233,6 +233,8 @@ AGGREGATES = {
     "summarize_rois": 1,
     "plot_rois": 1,
     "plot_brain_map": 2,
+    "baseline_gaps": 1,  # rules/extras.smk
+    "scaling_extrapolation": 1,
 }
 # subjects x text models x layers x fractions, and the speech model's one fit per subject
 N_FITS = 2 * 3 * 2 * 2 + 2

@@ -16,6 +16,7 @@ import jsonschema
 import numpy as np
 import yaml
 
+from lmbrain.baselines import expand_model_entries
 from lmbrain.errors import ConfigError
 
 SCHEMA_FILE = "config.schema.yaml"
@@ -95,6 +96,7 @@ def validate_config(config: dict, source: str | Path | None = None) -> dict:
         raise ConfigError(key, problem, source)
     _fill_defaults(cfg, schema)
     cfg.setdefault("layers", "all")
+    cfg["models"] = expand_model_entries(cfg["models"])
     _check_semantics(cfg, source)
     return cfg
 

@@ -71,8 +71,11 @@ def model_id(entry: Mapping) -> str:
     str
         ``entry["name"]`` when given (sanitized); otherwise the ``model`` string with ``/``
         replaced by ``--`` and every character outside ``[A-Za-z0-9._-]`` by ``_``, plus
-        ``-untrained-s<seed>`` for an untrained twin.
+        ``-untrained-s<seed>`` for an untrained twin. A baseline entry (``baseline:``, see
+        :mod:`lmbrain.baselines`) is named by its ``name`` alone.
     """
+    if isinstance(entry, Mapping) and entry.get("baseline") and entry.get("name"):
+        return sanitize(entry["name"])
     _check_entry(entry)
     if entry.get("name"):
         return sanitize(entry["name"])

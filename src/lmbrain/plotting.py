@@ -6,6 +6,10 @@ draws one panel per dataset and writes a PNG (dpi 150) atomically. Figures are b
 the object-oriented API on the Agg canvas (no pyplot, no global figure state), so nothing
 is left open. Degenerate inputs (one model, one train fraction, NaN scores) draw what
 exists; where a fit is impossible the panel says so instead of drawing a line.
+
+Baselines (:mod:`lmbrain.baselines`; score rows with ``n_params == 0``) have no model size:
+the size, asymmetry and layer panels draw each as a labelled dotted horizontal line at its
+mean over subjects (best layer, largest train fraction).
 """
 
 from __future__ import annotations
@@ -239,6 +243,8 @@ def _draw_size_panel(ax: Axes, dataset, summary, fits, column: str, fit: str) ->
     if rows is not None:
         _pad_log_x(ax, rows.loc[np.isfinite(rows[column]), "n_params"])
     drawn = _size_markers(ax, rows, column) if rows is not None else 0
+    if rows is not None:
+        drawn += baseline_lines(ax, rows, column)
     row = _fit_row(fits, dataset, fit, TRAINED)
     sizes = np.array([])
     if rows is not None:
@@ -333,8 +339,9 @@ def _draw_layer_panel(ax: Axes, dataset, scores: pd.DataFrame) -> None:
     ax.set_xlim(0, 1)
     rows = at_largest_fraction(scores[scores["dataset"] == dataset])
     colors = _model_colors(rows["model"])
-    drawn = 0
-    for model, sub in rows.groupby("model", sort=True):
+    baselines = is_baseline_row(rows)
+    drawn = baseline_lines(ax, model_summary(rows[baselines]), "mean_r") if baselines.any() else 0
+    for model, sub in rows[~baselines].groupby("model", sort=True):
         pts = _mean_sem(sub, "layer", ["depth", "mean_r"])
         pts = pts[np.isfinite(pts["mean_r"]) & np.isfinite(pts["depth"])]
         if pts.empty:
@@ -363,6 +370,42 @@ def _draw_layer_panel(ax: Axes, dataset, scores: pd.DataFrame) -> None:
 
 
 # --------------------------------------------------------------------------- helpers
+
+BASELINE_STYLE = {"ls": ":", "lw": 1.5, "zorder": 0.5}
+
+
+def is_baseline_row(rows: pd.DataFrame) -> pd.Series:
+    """Rows of a baseline feature space (no language model: ``n_params == 0``)."""
+    return pd.to_numeric(rows["n_params"], errors="coerce").fillna(-1).eq(0)
+
+
+def baseline_lines(ax: Axes, summary: pd.DataFrame, column: str) -> int:
+    """Draw each baseline of a model summary as a labelled horizontal line.
+
+    Parameters
+    ----------
+    ax : Axes
+    summary : pandas.DataFrame
+        Rows of :func:`lmbrain.aggregate.model_summary` (one per model); baselines are the
+        rows with ``n_params == 0``.
+    column : str
+        Value drawn (``"mean_r"`` or ``"asym"``).
+
+    Returns
+    -------
+    int
+        Lines drawn.
+    """
+    rows = summary[is_baseline_row(summary) & np.isfinite(summary[column])]
+    for i, (_, r) in enumerate(rows.sort_values("model").iterrows()):
+        color = f"{0.25 + 0.5 * i / max(1, len(rows) - 1):.2f}" if len(rows) > 1 else "0.4"
+        ax.axhline(
+            r[column],
+            color=color,
+            label=f"{r['model']} (baseline): {r[column]:.3f}",
+            **BASELINE_STYLE,
+        )
+    return len(rows)
 
 
 def slope_text(row: pd.Series | None, ci: bool = True) -> str:
