@@ -146,6 +146,6 @@ rule forecast_summary:
     log:
         f"{RESULTS}/{{dataset}}/logs/forecast_summary.log",
     conda:
-        "../envs/plot.yaml"
+        "../envs/fit.yaml"
     script:
         "../scripts/forecast_summary.py"
