@@ -222,3 +222,36 @@ def test_targets_batch_and_alpha_checks():
     for bad in ([0.0, 1.0], [-1.0], [np.inf], []):
         with pytest.raises(ValueError, match="alphas"):
             fitting.fit_ridge_cv(X, Y, _groups(4, 5), bad, backend="numpy")
+
+
+# --------------------------------------------------------------------------- eigensolver, CUDA
+@pytest.mark.parametrize("solver", ["primal", "dual"])
+def test_both_eigensolver_drivers_match_closed_form(monkeypatch, solver):
+    """syevd (within its workspace budget) and syevr (above it) give the same closed-form fit."""
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(40, 25))
+    Y = X @ rng.normal(size=(25, 3)) + rng.normal(size=(40, 3))
+    want = np.linalg.solve(X.T @ X + 3.0 * np.eye(25), X.T @ Y)
+    for budget in (fitting.EVD_WORKSPACE_MAX, 0):
+        monkeypatch.setattr(fitting, "EVD_WORKSPACE_MAX", budget)
+        assert fitting._evd_fits(25) == (budget > 0)
+        fit = fitting.fit_ridge_cv(X, Y, _groups(4, 10), [3.0], backend="numpy", solver=solver)
+        np.testing.assert_allclose(fit.coef, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_cuda_probe_skips_torch_without_a_driver(monkeypatch):
+    """Without nvidia-smi or CUDA_VISIBLE_DEVICES, the probe answers no without importing torch."""
+    import builtins
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    real_import = builtins.__import__
+
+    def guarded(name, *args, **kwargs):
+        if name == "torch":
+            raise AssertionError("torch imported")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", guarded)
+    assert fitting._cuda_available() is False
