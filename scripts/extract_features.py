@@ -14,7 +14,11 @@ run = validate_config(snakemake.config)["features"]  # execution settings, not t
 params = snakemake.params
 dataset = open_dataset(params.root, params.format)
 model, tokenizer, info = load_model(
-    params.entry, params.cache, device=run["device"], dtype=run["dtype"]
+    params.entry,
+    params.cache,
+    device=run["device"],
+    dtype=run["dtype"],
+    device_map=run["device_map"],
 )
 info.update(
     {
