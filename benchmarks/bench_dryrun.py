@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import pstats
+import resource
 import subprocess
 import sys
 import tempfile
@@ -80,8 +81,8 @@ def job_counts(text: str) -> dict[str, int]:
     return counts
 
 
-def dry_run(workdir: Path, config: Path, profile: Path | None) -> tuple[float, str, int]:
-    """Run ``snakemake -n`` once; returns (seconds, output, return code)."""
+def dry_run(workdir: Path, config: Path, profile: Path | None) -> tuple[float, float, str, int]:
+    """Run ``snakemake -n`` once; returns (wall seconds, CPU seconds, output, return code)."""
     snakemake = str(Path(sys.executable).with_name("snakemake"))
     cmd = [snakemake, "-n", "--quiet", "rules"]
     if profile is not None:
@@ -89,9 +90,13 @@ def dry_run(workdir: Path, config: Path, profile: Path | None) -> tuple[float, s
     cmd += ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir)]
     cmd += ["--configfile", str(config)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    return time.perf_counter() - start, res.stdout + res.stderr, res.returncode
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, res.stdout + res.stderr, res.returncode
 
 
 def main(argv=None) -> None:
@@ -110,14 +115,18 @@ def main(argv=None) -> None:
             f"config: {args.subjects} subjects x {args.models} models x {args.layers} layers "
             f"x {args.fractions} fractions = {n_fits} fits"
         )
-        seconds, out, rc = dry_run(workdir, config, args.profile)
+        seconds, cpu, out, rc = dry_run(workdir, config, args.profile)
     if rc != 0:
         print(out[-5000:])
         raise SystemExit(f"snakemake -n failed (exit {rc})")
     counts = job_counts(out)
     for rule, n in counts.items():
         print(f"  {rule:<24s} {n:>8d}")
-    print(f"snakemake -n: {seconds:.1f} s wall, {counts.get('total', 0)} jobs (target < 120 s)")
+    print(
+        f"snakemake -n: {seconds:.1f} s wall, {cpu:.1f} CPU s, {counts.get('total', 0)} jobs "
+        "(target < 120 s; on a shared machine the CPU seconds are the wall time it would take "
+        "alone)"
+    )
     if args.profile is not None:
         stats = pstats.Stats(str(args.profile))
         stats.sort_stats("cumulative").print_stats(40)
