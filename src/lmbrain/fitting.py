@@ -466,20 +466,21 @@ class _Gram:
         del G
         lam = np.maximum(bk.to_numpy(lam), 0.0)  # float64 round-off below zero
         vecs32 = bk.asarray(vecs, dtype="float32")
-        X_train = bk.asarray(self.X if train is None else self.X[train])
         if self.dual:
             if val is None:
-                right = bk.matmul(X_train.T, vecs32)
-            else:
+                right = bk.matmul(bk.asarray(self.X).T, vecs32)
+            else:  # validation predictions need only the kernel, not a copy of X's rows
                 tr = self._index(train)
                 right = bk.asarray(
                     bk.matmul(self.gram[self._index(val)[:, None], tr], vecs), dtype="float32"
                 )
             left = vecs32
         else:
+            X_train = bk.asarray(self.X if train is None else self.X[train])
             left = bk.matmul(X_train, vecs32)
             right = vecs32 if val is None else bk.matmul(bk.asarray(self.X[val]), vecs32)
-        del vecs, X_train
+            del X_train
+        del vecs
         return left, right, lam
 
 
