@@ -409,7 +409,7 @@ def solve_ridge_cv_gram(
         raise ValueError(f"alphas must be positive and finite, got {alphas.tolist()}")
     batch = int(n_targets_batch or targets_batch(*X.shape, Y.shape[1], _default_batch_bytes(Y)))
     batches = [slice(i, i + batch) for i in range(0, Y.shape[1], batch)]
-    gram = _Gram(X, dual, evd_bytes=min(EVD_WORKSPACE_MAX, Y.nbytes))
+    gram = _Gram(X, dual)
     sse, sst = _cv_errors(gram, Y, folds, alphas, batches)
     best, cv_scores = _select_alphas(sse, sst, np.array([len(va) for _, va in folds]), alphas)
     coef = _refit(gram, Y, alphas, best, batches)
@@ -432,11 +432,10 @@ class _Gram:
     (dual) or it minus the validation rows' (primal).
     """
 
-    def __init__(self, X: np.ndarray, dual: bool, evd_bytes: int | None = None):
+    def __init__(self, X: np.ndarray, dual: bool):
         from himalaya.backend import get_backend
 
         self.bk = get_backend()
-        self.evd_bytes = evd_bytes
         self.X = X
         self.dual = dual
         self.gram = self._gram64(X if dual else X.T)
@@ -463,7 +462,7 @@ class _Gram:
             G = self.gram[self._index(train)[:, None], self._index(train)]
         else:
             G = self.gram - self._gram64(self.X[val].T)
-        lam, vecs = _eigh_inplace(bk, G, self.evd_bytes)
+        lam, vecs = _eigh_inplace(bk, G)
         del G
         lam = np.maximum(bk.to_numpy(lam), 0.0)  # float64 round-off below zero
         vecs32 = bk.asarray(vecs, dtype="float32")
@@ -489,27 +488,25 @@ class _Gram:
 EVD_WORKSPACE_MAX = 2 * 2**30
 
 
-def _eigh_inplace(bk, G, evd_bytes: int | None = None):
+def _eigh_inplace(bk, G):
     """Eigendecomposition of a symmetric matrix that may be overwritten.
 
     On numpy, LAPACK's divide-and-conquer driver (``syevd``) is about 1.6x faster than
     scipy's default ``syevr`` for the full spectrum, but needs ``2 n^2`` extra float64 of
-    workspace; it is used while that stays under ``evd_bytes`` (default
-    :data:`EVD_WORKSPACE_MAX`; :func:`solve_ridge_cv_gram` also caps it at the size of ``Y``,
-    so that the workspace never dominates the fit's memory), ``syevr`` above. Both give the
-    same eigenpairs to round-off (the closed-form tests cover both).
+    workspace; it is used while that stays under :data:`EVD_WORKSPACE_MAX`, ``syevr`` above.
+    Both give the same eigenpairs to round-off (the closed-form tests cover both).
     """
     if bk.name == "numpy":
         from scipy.linalg import eigh
 
-        driver = "evd" if _evd_fits(G.shape[0], evd_bytes) else "evr"
+        driver = "evd" if _evd_fits(G.shape[0]) else "evr"
         return eigh(G, overwrite_a=True, check_finite=False, driver=driver)
     return bk.eigh(G)
 
 
-def _evd_fits(n: int, budget: int | None = None) -> bool:
+def _evd_fits(n: int) -> bool:
     """Whether ``syevd``'s workspace for an ``n x n`` float64 matrix fits the budget."""
-    return 2 * n * n * 8 <= (EVD_WORKSPACE_MAX if budget is None else budget)
+    return 2 * n * n * 8 <= EVD_WORKSPACE_MAX
 
 
 def _cv_errors(gram: _Gram, Y, folds, alphas, batches):
