@@ -14,7 +14,13 @@ run = validate_config(snakemake.config)["features"]  # execution settings, not t
 params = snakemake.params
 spec = params.spec  # what determines the features (lmbrain.features.feature_spec)
 dataset = open_dataset(params.root, params.format, params.options)
-model, processor, info = load_model(spec, params.cache, device=run["device"], dtype=run["dtype"])
+model, processor, info = load_model(
+    spec,
+    params.cache,
+    device=run["device"],
+    dtype=run["dtype"],
+    device_map=run["device_map"],
+)
 # every hidden state: 0 (embeddings) .. n_layers, so a new layer choice needs no extraction
 layers = list(range(int(info["n_layers"]) + 1))
 info.update(

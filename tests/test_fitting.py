@@ -180,3 +180,78 @@ def test_gram_solver_matches_himalaya_estimators(dual):
     np.testing.assert_array_equal(best, ref_best)
     np.testing.assert_allclose(cv, ref_cv, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(coef, ref_coef, rtol=1e-3, atol=1e-4 * np.abs(ref_coef).max())
+
+
+# --------------------------------------------------------------------------- selection rule
+@pytest.mark.filterwarnings("ignore:Solving ridge is slower")
+@pytest.mark.parametrize("n_features", [8, 60])  # primal and dual
+def test_alpha_selection_and_cv_r2_match_brute_force(n_features):
+    """Alphas follow himalaya's default rule (mean negative MSE over folds); cv_scores is the
+    mean validation R^2 at that alpha. Y is deliberately not z-scored, so the rules differ."""
+    from himalaya.ridge import RidgeCV
+
+    rng = np.random.default_rng(5)
+    n, n_vox = 40, 12
+    X = rng.normal(size=(n, n_features))
+    Y = X @ rng.normal(size=(n_features, n_vox)) * rng.uniform(0, 1, n_vox)
+    Y = Y + rng.normal(size=(n, n_vox)) * rng.uniform(0.5, 3, n_vox) + rng.normal(size=n_vox)
+    groups = _groups(4, 10)
+    alphas = np.logspace(-1, 4, 8)
+    folds = fitting.story_folds(groups, 4)
+    neg_mse = np.zeros((len(alphas), n_vox))
+    r2 = np.zeros_like(neg_mse)
+    for tr, va in folds:
+        for i, a in enumerate(alphas):
+            w = np.linalg.solve(X[tr].T @ X[tr] + a * np.eye(n_features), X[tr].T @ Y[tr])
+            sse = ((Y[va] - X[va] @ w) ** 2).sum(0)
+            neg_mse[i] -= sse / len(va) / len(folds)
+            r2[i] += (1 - sse / ((Y[va] - Y[va].mean(0)) ** 2).sum(0)) / len(folds)
+    best = np.argmax(neg_mse, axis=0)
+    fit = fitting.fit_ridge_cv(X, Y, groups, alphas, n_folds=4, backend="numpy")
+    np.testing.assert_array_equal(fit.best_alphas, alphas[best])
+    np.testing.assert_allclose(fit.cv_scores, r2[best, np.arange(n_vox)], rtol=1e-4, atol=1e-5)
+    ref = RidgeCV(alphas=alphas, cv=folds).fit(X.astype(np.float32), Y.astype(np.float32))
+    np.testing.assert_allclose(np.asarray(ref.best_alphas_), fit.best_alphas, rtol=1e-5)
+
+
+def test_targets_batch_and_alpha_checks():
+    assert fitting.targets_batch(100, 50, 1000, 4 * 500 * 10) == 10  # 500 floats per voxel
+    assert fitting.targets_batch(100, 50, 7, 10**9) == 7
+    assert fitting.targets_batch(100, 50, 1000, 1) == 1
+    X, Y = np.ones((20, 3)), np.ones((20, 2))
+    for bad in ([0.0, 1.0], [-1.0], [np.inf], []):
+        with pytest.raises(ValueError, match="alphas"):
+            fitting.fit_ridge_cv(X, Y, _groups(4, 5), bad, backend="numpy")
+
+
+# --------------------------------------------------------------------------- eigensolver, CUDA
+@pytest.mark.parametrize("solver", ["primal", "dual"])
+def test_both_eigensolver_drivers_match_closed_form(monkeypatch, solver):
+    """syevd (within its workspace budget) and syevr (above it) give the same closed-form fit."""
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(40, 25))
+    Y = X @ rng.normal(size=(25, 3)) + rng.normal(size=(40, 3))
+    want = np.linalg.solve(X.T @ X + 3.0 * np.eye(25), X.T @ Y)
+    for budget in (fitting.EVD_WORKSPACE_MAX, 0):
+        monkeypatch.setattr(fitting, "EVD_WORKSPACE_MAX", budget)
+        assert fitting._evd_fits(25) == (budget > 0)
+        fit = fitting.fit_ridge_cv(X, Y, _groups(4, 10), [3.0], backend="numpy", solver=solver)
+        np.testing.assert_allclose(fit.coef, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_cuda_probe_skips_torch_without_a_driver(monkeypatch):
+    """Without nvidia-smi or CUDA_VISIBLE_DEVICES, the probe answers no without importing torch."""
+    import builtins
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    real_import = builtins.__import__
+
+    def guarded(name, *args, **kwargs):
+        if name == "torch":
+            raise AssertionError("torch imported")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", guarded)
+    assert fitting._cuda_available() is False

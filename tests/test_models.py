@@ -260,3 +260,36 @@ def test_dtype_and_device_resolution():
     assert models.resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(Exception, match="dtype"):
         models.resolve_dtype("int8", "cpu")
+
+
+# --------------------------------------------------------------------------- device_map
+def test_device_map_reaches_from_pretrained(tiny_model_dir, tmp_path, monkeypatch):
+    """`features.device_map` is passed to from_pretrained, and the model is then not moved."""
+    from transformers import AutoModel
+
+    seen = {}
+    real = AutoModel.from_pretrained
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(AutoModel, "from_pretrained", spy)
+    model, _, info = load_model({"model": str(tiny_model_dir)}, tmp_path)
+    assert "device_map" not in seen  # default: whole model on `device`
+    ref = _weights(model)
+    model, _, info = load_model({"model": str(tiny_model_dir)}, tmp_path, device_map={"": "cpu"})
+    assert seen["device_map"] == {"": "cpu"}
+    assert info["device"] == "cpu"
+    got = _weights(model)
+    assert all(np.array_equal(got[k], ref[k]) for k in ref)
+
+
+def test_device_map_untrained_twin_is_dispatched_with_the_same_weights(tiny_model_dirs, tmp_path):
+    folder = str(tiny_model_dirs["llama"])
+    entry = {"model": folder, "untrained": True, "seed": 11}
+    plain, _, _ = load_model(entry, tmp_path)
+    mapped, _, info = load_model(entry, tmp_path, device_map={"": "cpu"})
+    assert hasattr(mapped, "hf_device_map") and info["device"] == "cpu"
+    a, b = _weights(plain), _weights(mapped)
+    assert all(np.array_equal(a[k], b[k]) for k in a)

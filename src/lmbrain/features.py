@@ -439,9 +439,10 @@ def _run_windows(model, story, windows, layers, batch_size, device, add_suffix, 
             rows = torch.cat([torch.full((len(j[2]),), b) for b, j in enumerate(batch)])
             cols = torch.cat([torch.as_tensor(j[2]) for j in batch])
             words = np.concatenate([j[1] for j in batch])
-            rows, cols = rows.to(device), cols.to(device)
             for layer in layers:
-                out[layer][words] = states[layer][rows, cols].float().cpu().numpy()
+                state = states[layer]  # with a device_map, layers may sit on several devices
+                picked = state[rows.to(state.device), cols.to(state.device)]
+                out[layer][words] = picked.float().cpu().numpy()
     return out
 
 

@@ -1,18 +1,42 @@
-"""Voxelwise ridge regression with story-grouped cross-validation (himalaya).
+"""Voxelwise ridge regression with story-grouped cross-validation.
 
 Each voxel gets its own ridge penalty ``alpha``, chosen from a grid by
 cross-validation in which the folds are whole stories (timepoints of one story
 are autocorrelated, so splitting a story between train and validation would
 leak). The model is then refit on all training rows with each voxel's alpha.
 
-The solver (:func:`solve_ridge_cv_gram`) decomposes the smaller Gram matrix once per
-fold -- ``X^T X`` (primal) when ``n_samples >= n_features``, ``X X^T`` (dual, a linear
-kernel) otherwise -- and derives the predictions of every penalty for every voxel from
-it; the dual solution is returned as primal weights ``X^T @ dual_coef`` so both paths
-give the same kind of result. It runs on himalaya's backends (numpy on CPU, torch on GPU),
-chosen in one place, :func:`select_backend`; torch is only imported there, lazily.
-:func:`himalaya_ridge_cv` fits the same model with himalaya's ``RidgeCV`` /
-``KernelRidgeCV`` and serves as the reference in tests and benchmarks.
+How the work is shared
+----------------------
+Ridge for every alpha and every voxel is diagonal in one basis, so each training
+set is decomposed **once** and serves the whole grid and all voxels
+(:func:`solve_ridge_cv_gram`): the smaller Gram matrix is eigendecomposed,
+
+- primal (``n_samples >= n_features``): ``X_tr^T X_tr = W diag(lam) W^T``; the
+  weights for ``alpha`` are ``W diag(1 / (lam + alpha)) W^T X_tr^T y``;
+- dual (``n_samples < n_features``): ``X_tr X_tr^T = V diag(lam) V^T``; the
+  weights are ``X_tr^T V diag(1 / (lam + alpha)) V^T y``.
+
+The Gram matrix of all training rows is formed once; a fold's is a block of it
+(dual) or it minus the validation rows' (primal). Gram matrices and their
+eigendecompositions are computed in float64 (they do not grow with the number of
+voxels); every product with the responses is float32. Per fold and voxel batch,
+the projection of the responses onto the eigenvectors is computed once, and each
+alpha then costs one product with the small validation block. Voxels are
+processed in batches (``n_targets_batch``; by default from a memory budget, see
+:func:`targets_batch`), so memory beyond ``Y`` and the returned weights stays
+bounded. What is shared across folds is the full Gram matrix; across train
+fractions or subjects with the same stimuli, the same design rows (hence Gram
+blocks) recur, but each fit here recomputes them.
+
+The selection rule is himalaya's default for ``RidgeCV``: per voxel, the alpha
+with the best mean over folds of the negative mean squared error on the
+validation fold (ties go to the larger alpha). The reported ``cv_scores`` are
+the mean over folds of the validation R^2 at that alpha. When ``Y`` is z-scored
+per story, a fold's total sum of squares equals its number of rows, so the two
+criteria rank alphas identically.
+
+The computation backend (numpy on CPU, torch on GPU) is chosen in one place,
+:func:`select_backend`; torch is only imported there, lazily.
 """
 
 from __future__ import annotations
@@ -172,27 +196,8 @@ def select_backend(name: str = "auto") -> str:
         name = "torch_cuda" if _cuda_available() else "numpy"
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; use 'auto' or one of {BACKENDS}")
-    module = set_backend(name, on_error="raise")
-    if name == "numpy":
-        _use_divide_and_conquer_eigh(module)
+    set_backend(name, on_error="raise")
     return name
-
-
-def _use_divide_and_conquer_eigh(module) -> None:
-    """Make the numpy backend's full eigendecomposition use LAPACK's ``syevd``.
-
-    Kernel ridge diagonalises one (n_train x n_train) kernel per fold; for the full spectrum
-    the divide-and-conquer driver is about 1.6x faster than scipy's default ``syevr`` on the
-    same matrix, with eigenpairs equal to round-off (the closed-form tests cover both).
-    """
-    import functools
-
-    import scipy.linalg
-
-    if getattr(module.eigh, "__name__", "") != "eigh_evd":
-        eigh_evd = functools.partial(scipy.linalg.eigh, driver="evd")
-        eigh_evd.__name__ = "eigh_evd"
-        module.eigh = eigh_evd
 
 
 def _cuda_available() -> bool:
@@ -239,6 +244,14 @@ def choose_solver(n_samples: int, n_features: int, solver: str = "auto") -> str:
 # --------------------------------------------------------------------------- #
 # Fitting
 # --------------------------------------------------------------------------- #
+#: Working memory for one voxel batch when ``n_targets_batch`` is None: a
+#: quarter of the size of ``Y``, clipped to [64 MiB, 512 MiB].
+BATCH_BYTES_FRACTION = 0.25
+BATCH_BYTES_MIN = 64 * 2**20
+BATCH_BYTES_MAX = 512 * 2**20
+_FLOAT64_CHUNK = 2048  # feature columns per float64 block when forming the kernel
+
+
 @dataclass
 class RidgeFit:
     """Result of :func:`fit_ridge_cv`.
@@ -250,8 +263,8 @@ class RidgeFit:
     best_alphas : numpy.ndarray of shape (n_voxels,), float64
         Alpha selected for each voxel (exactly a value of the grid).
     cv_scores : numpy.ndarray of shape (n_voxels,)
-        Mean over folds of the validation R^2 (himalaya ``r2_score``,
-        ``1 - SSE / SST`` on each validation fold) at the selected alpha.
+        Mean over folds of the validation R^2 (``1 - SSE / SST`` on each
+        validation fold, 0 where the fold's SST is 0) at the selected alpha.
     solver : str
         ``"primal"`` or ``"dual"``.
     backend : str
@@ -265,6 +278,33 @@ class RidgeFit:
     backend: str
 
 
+def targets_batch(n_samples: int, n_features: int, n_voxels: int, n_bytes: int) -> int:
+    """Voxels per batch so that one batch's float32 work arrays fit in ``n_bytes``.
+
+    A batch of ``b`` voxels holds about ``3 * n_samples + max(2 * n_samples,
+    n_features)`` float32 values per voxel (responses, their projection, one
+    prediction or one block of weights).
+
+    Parameters
+    ----------
+    n_samples, n_features, n_voxels : int
+        Shape of the problem.
+    n_bytes : int
+        Memory budget for one batch.
+
+    Returns
+    -------
+    int
+        Between 1 and ``n_voxels``.
+    """
+    per_voxel = 4 * (3 * n_samples + max(2 * n_samples, n_features))
+    return int(min(max(n_voxels, 1), max(1, n_bytes // per_voxel)))
+
+
+def _default_batch_bytes(Y: np.ndarray) -> int:
+    return int(min(BATCH_BYTES_MAX, max(BATCH_BYTES_MIN, BATCH_BYTES_FRACTION * Y.nbytes)))
+
+
 def fit_ridge_cv(
     X: np.ndarray,
     Y: np.ndarray,
@@ -274,6 +314,7 @@ def fit_ridge_cv(
     backend: str = "auto",
     solver: str = "auto",
     n_targets_batch: int | None = None,
+    n_alphas_batch: int | None = None,
 ) -> RidgeFit:
     """Ridge regression with a per-voxel alpha chosen by story-grouped CV.
 
@@ -286,7 +327,7 @@ def fit_ridge_cv(
     groups : sequence of length n_samples
         Story id of each row; folds come from :func:`story_folds`.
     alphas : sequence of float
-        Ridge penalty grid (see :func:`alpha_grid`).
+        Ridge penalty grid (positive; see :func:`alpha_grid`).
     n_folds : int, default 5
         Number of CV folds (capped at the number of stories).
     backend : str, default "auto"
@@ -294,13 +335,18 @@ def fit_ridge_cv(
     solver : {"auto", "primal", "dual"}
         See :func:`choose_solver`.
     n_targets_batch : int or None
-        Voxels per batch inside the solver, to bound
-        memory (None: all at once).
+        Voxels per batch (bounds memory); None chooses it with
+        :func:`targets_batch` from a budget of a quarter of ``Y``'s size,
+        clipped to [64 MiB, 512 MiB].
+    n_alphas_batch : int or None
+        Accepted for compatibility and ignored: alphas are applied one at a
+        time to a shared decomposition, so memory does not grow with the grid.
 
     Returns
     -------
     RidgeFit
     """
+    del n_alphas_batch
     X = np.ascontiguousarray(X, dtype=np.float32)
     Y = np.ascontiguousarray(Y, dtype=np.float32)
     if Y.ndim == 1:
@@ -311,121 +357,220 @@ def fit_ridge_cv(
         )
     backend_name = select_backend(backend)
     chosen = choose_solver(X.shape[0], X.shape[1], solver)
-    folds = story_folds(groups, n_folds)
-    alphas = np.asarray(alphas, dtype=np.float64).ravel()
-    coef, best, cv_scores = solve_ridge_cv_gram(
-        X, Y, folds, alphas, dual=chosen == "dual", n_targets_batch=n_targets_batch
+    coef, best_alphas, cv_scores = solve_ridge_cv_gram(
+        X, Y, story_folds(groups, n_folds), alphas, chosen == "dual", n_targets_batch
     )
     return RidgeFit(
-        coef=coef,
-        best_alphas=best,
-        cv_scores=cv_scores,
-        solver=chosen,
-        backend=backend_name,
+        coef=coef, best_alphas=best_alphas, cv_scores=cv_scores, solver=chosen, backend=backend_name
     )
-
-
-def _gram_decomposition(X, dual: bool):
-    from himalaya.backend import get_backend
-
-    """Eigen-decomposition of the smaller Gram matrix of ``X`` (on the active backend).
-
-    ``dual``: ``X X^T = V diag(lam) V^T``; primal: ``X^T X = V diag(lam) V^T``. Ridge
-    predictions for every penalty follow from it (see :func:`solve_ridge_cv_gram`).
-    Eigenvalues below zero (float32 round-off) are set to zero.
-    """
-    bk = get_backend()
-    gram = X @ X.T if dual else X.T @ X
-    lam, V = bk.eigh(gram)
-    return lam * (lam > 0), V
-
-
-def _r2_columns(y, pred):
-    """Per-column R^2 on the active backend."""
-    resid = ((y - pred) ** 2).sum(0)
-    centred = ((y - y.mean(0)) ** 2).sum(0)
-    return 1 - resid / centred
 
 
 def solve_ridge_cv_gram(
     X: np.ndarray,
     Y: np.ndarray,
-    folds: list,
-    alphas: np.ndarray,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    alphas: Sequence[float],
     dual: bool,
     n_targets_batch: int | None = None,
-):
-    """Ridge for every penalty and voxel from one eigen-decomposition per fold.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-voxel ridge CV and refit, with one Gram eigendecomposition per training set.
 
-    For a fold with training rows ``X_t`` and validation rows ``X_v``, the ridge prediction
-    with penalty ``a`` is ``A diag(1 / (lam + a)) B`` where, in the primal form
-    (``X_t^T X_t = V diag(lam) V^T``), ``A = X_v V`` and ``B = V^T X_t^T Y_t``, and in the
-    dual form (``X_t X_t^T = V diag(lam) V^T``), ``A = X_v X_t^T V`` and ``B = V^T Y_t``.
-    One decomposition therefore serves every penalty and every voxel: per penalty only an
-    ``(n_val x r) @ (r x n_voxels)`` product remains, with ``r = min(n_train, n_features)``.
-    The validation R^2 is averaged over folds, each voxel takes the penalty with the best
-    mean, and the final weights come from one more decomposition on all rows, each voxel's
-    column scaled by its own penalty.
+    Runs on the active himalaya backend (see :func:`select_backend`); ``Y`` stays in host
+    memory and goes to the backend one voxel batch at a time.
 
     Parameters
     ----------
-    X : ndarray, shape (n_samples, n_features), float32
-    Y : ndarray, shape (n_samples, n_voxels), float32
-    folds : list of (train_idx, val_idx)
-    alphas : ndarray, shape (n_alphas,)
+    X : numpy.ndarray of shape (n_samples, n_features)
+        Design matrix (converted to float32).
+    Y : numpy.ndarray of shape (n_samples, n_voxels)
+        Responses (converted to float32).
+    folds : sequence of (train_idx, val_idx)
+        Cross-validation splits (e.g. :func:`story_folds`).
+    alphas : sequence of float
+        Positive penalties.
     dual : bool
-        Decompose ``X X^T`` (n_samples < n_features) rather than ``X^T X``.
+        Decompose the kernel ``X X^T`` (True) or ``X^T X`` (False); the smaller is cheaper.
     n_targets_batch : int, optional
-        Voxels per batch of the per-penalty products (bounds memory).
+        Voxels per batch; default from :func:`targets_batch` (see :func:`fit_ridge_cv`).
 
     Returns
     -------
-    coef : ndarray, shape (n_features, n_voxels), float32
-    best_alphas : ndarray, shape (n_voxels,), float64 (values of ``alphas``)
-    cv_scores : ndarray, shape (n_voxels,), mean validation R^2 at the chosen penalty
+    coef : numpy.ndarray of shape (n_features, n_voxels), float32
+        Weights refit on all rows with each voxel's alpha.
+    best_alphas : numpy.ndarray of shape (n_voxels,), float64
+        Best grid value per voxel by mean validation negative MSE (ties: larger alpha).
+    cv_scores : numpy.ndarray of shape (n_voxels,), float64
+        Mean over folds of the validation R^2 at that alpha.
     """
-    from himalaya.backend import get_backend
-
-    bk = get_backend()
-    n_vox = Y.shape[1]
-    batch = n_vox if n_targets_batch is None else max(1, int(n_targets_batch))
-    Xb, Yb = bk.asarray(X), bk.asarray(Y)
-    scores = np.zeros((len(alphas), n_vox), dtype=np.float64)
-    for train, val in folds:
-        xt, xv = Xb[bk.asarray(train)], Xb[bk.asarray(val)]
-        lam, V = _gram_decomposition(xt, dual)
-        A = (xv @ xt.T) @ V if dual else xv @ V
-        for lo in range(0, n_vox, batch):
-            cols = slice(lo, lo + batch)
-            yt, yv = Yb[bk.asarray(train)][:, cols], Yb[bk.asarray(val)][:, cols]
-            B = V.T @ yt if dual else V.T @ (xt.T @ yt)
-            for i, alpha in enumerate(alphas):
-                pred = (A * (1.0 / (lam + float(alpha)))) @ B
-                scores[i, cols] += bk.to_numpy(_r2_columns(yv, pred))
-    scores /= len(folds)
-    scores = np.where(np.isfinite(scores), scores, -np.inf)
-    best_idx = np.argmax(scores, axis=0)
-    best = alphas[best_idx]
-    cv_scores = scores[best_idx, np.arange(n_vox)]
-    cv_scores[~np.isfinite(cv_scores)] = np.nan
-
-    lam, V = _gram_decomposition(Xb, dual)
-    coef = np.empty((X.shape[1], n_vox), dtype=np.float32)
-    for lo in range(0, n_vox, batch):
-        cols = slice(lo, lo + batch)
-        y = Yb[:, cols]
-        B = V.T @ y if dual else V.T @ (Xb.T @ y)
-        shrink = 1.0 / (lam[:, None] + bk.asarray(best[cols].astype(np.float32))[None, :])
-        W = V @ (B * shrink)
-        coef[:, cols] = bk.to_numpy(Xb.T @ W if dual else W)
-    return coef, best, cv_scores
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    Y = np.ascontiguousarray(Y, dtype=np.float32)
+    alphas = np.asarray(alphas, dtype=np.float64).ravel()
+    if alphas.size == 0 or not np.all(np.isfinite(alphas) & (alphas > 0)):
+        raise ValueError(f"alphas must be positive and finite, got {alphas.tolist()}")
+    batch = int(n_targets_batch or targets_batch(*X.shape, Y.shape[1], _default_batch_bytes(Y)))
+    batches = [slice(i, i + batch) for i in range(0, Y.shape[1], batch)]
+    gram = _Gram(X, dual)
+    sse, sst = _cv_errors(gram, Y, folds, alphas, batches)
+    best, cv_scores = _select_alphas(sse, sst, np.array([len(va) for _, va in folds]), alphas)
+    coef = _refit(gram, Y, alphas, best, batches)
+    return coef, alphas[best], cv_scores
 
 
-def himalaya_ridge_cv(X, Y, folds, alphas, dual: bool, n_targets_batch=None, n_alphas_batch=None):
-    """Reference: the same fit with himalaya's ``RidgeCV`` / ``KernelRidgeCV`` estimators.
+class _Gram:
+    """Ridge on a subset of the rows of X, diagonalized by one eigendecomposition.
 
-    Used by the tests and benchmarks to check :func:`solve_ridge_cv_gram` against an
-    independent implementation (same folds, penalties and R^2 selection score).
+    :meth:`spectrum` returns ``(left, right, lam)`` such that the ridge map from training
+    responses ``y`` to an output is ``right @ ((left.T @ y) / (lam + alpha))``; ``right``
+    gives predictions on validation rows, or the weights when no validation rows are given.
+
+    - primal, ``X_tr^T X_tr = W diag(lam) W^T``: ``left = X_tr W``, ``right = X_val W``
+      (or ``W``);
+    - dual, ``X_tr X_tr^T = V diag(lam) V^T``: ``left = V``, ``right = K[val, tr] V``
+      (or ``X_tr^T V``).
+
+    The Gram matrix of all rows is formed once in float64; a training set's is a block of it
+    (dual) or it minus the validation rows' (primal).
+    """
+
+    def __init__(self, X: np.ndarray, dual: bool):
+        from himalaya.backend import get_backend
+
+        self.bk = get_backend()
+        self.X = X
+        self.dual = dual
+        self.gram = self._gram64(X if dual else X.T)
+
+    def _gram64(self, A: np.ndarray):
+        """``A @ A.T`` in float64, from column blocks of A (bounded extra memory)."""
+        bk = self.bk
+        G = bk.asarray(np.zeros((A.shape[0], A.shape[0])), dtype="float64")
+        for j in range(0, A.shape[1], _FLOAT64_CHUNK):
+            block = bk.asarray(np.ascontiguousarray(A[:, j : j + _FLOAT64_CHUNK]), dtype="float64")
+            G += bk.matmul(block, block.T)
+            del block
+        return G
+
+    def _index(self, idx: np.ndarray):
+        return self.bk.asarray(np.asarray(idx, dtype=np.int64))
+
+    def spectrum(self, train: np.ndarray | None = None, val: np.ndarray | None = None):
+        """``(left, right, lam)`` for rows ``train`` (None: all rows, consuming the Gram)."""
+        bk = self.bk
+        if train is None:
+            G, self.gram = self.gram, None
+        elif self.dual:
+            G = self.gram[self._index(train)[:, None], self._index(train)]
+        else:
+            G = self.gram - self._gram64(self.X[val].T)
+        lam, vecs = _eigh_inplace(bk, G)
+        del G
+        lam = np.maximum(bk.to_numpy(lam), 0.0)  # float64 round-off below zero
+        vecs32 = bk.asarray(vecs, dtype="float32")
+        if self.dual:
+            if val is None:
+                right = bk.matmul(bk.asarray(self.X).T, vecs32)
+            else:  # validation predictions need only the kernel, not a copy of X's rows
+                tr = self._index(train)
+                right = bk.asarray(
+                    bk.matmul(self.gram[self._index(val)[:, None], tr], vecs), dtype="float32"
+                )
+            left = vecs32
+        else:
+            X_train = bk.asarray(self.X if train is None else self.X[train])
+            left = bk.matmul(X_train, vecs32)
+            right = vecs32 if val is None else bk.matmul(bk.asarray(self.X[val]), vecs32)
+            del X_train
+        del vecs
+        return left, right, lam
+
+
+#: Largest extra workspace (bytes) allowed for LAPACK's divide-and-conquer eigensolver.
+EVD_WORKSPACE_MAX = 2 * 2**30
+
+
+def _eigh_inplace(bk, G):
+    """Eigendecomposition of a symmetric matrix that may be overwritten.
+
+    On numpy, LAPACK's divide-and-conquer driver (``syevd``) is about 1.6x faster than
+    scipy's default ``syevr`` for the full spectrum, but needs ``2 n^2`` extra float64 of
+    workspace; it is used while that stays under :data:`EVD_WORKSPACE_MAX`, ``syevr`` above.
+    Both give the same eigenpairs to round-off (the closed-form tests cover both).
+    """
+    if bk.name == "numpy":
+        from scipy.linalg import eigh
+
+        driver = "evd" if _evd_fits(G.shape[0]) else "evr"
+        return eigh(G, overwrite_a=True, check_finite=False, driver=driver)
+    return bk.eigh(G)
+
+
+def _evd_fits(n: int) -> bool:
+    """Whether ``syevd``'s workspace for an ``n x n`` float64 matrix fits the budget."""
+    return 2 * n * n * 8 <= EVD_WORKSPACE_MAX
+
+
+def _cv_errors(gram: _Gram, Y, folds, alphas, batches):
+    """Validation SSE ``(n_folds, n_alphas, n_voxels)`` and SST ``(n_folds, n_voxels)``."""
+    bk = gram.bk
+    sse = np.zeros((len(folds), len(alphas), Y.shape[1]))
+    sst = np.zeros((len(folds), Y.shape[1]))
+    for k, (train, val) in enumerate(folds):
+        left, right, lam = gram.spectrum(train, val)
+        weights = [bk.asarray((1.0 / (lam + a)).astype(np.float32))[None, :] for a in alphas]
+        for sl in batches:
+            Z = bk.matmul(left.T, bk.asarray(Y[train, sl]))
+            Yva = bk.asarray(Y[val, sl])
+            for i, w in enumerate(weights):
+                err = bk.matmul(right * w, Z)
+                err -= Yva
+                err *= err
+                sse[k, i, sl] = bk.to_numpy(err.sum(0))
+                del err
+            centred = Yva - Yva.mean(0)
+            sst[k, sl] = bk.to_numpy((centred * centred).sum(0))
+            del Z, Yva, centred
+        del left, right
+    return sse, sst
+
+
+def _select_alphas(sse, sst, n_val, alphas):
+    """Best alpha index per voxel (himalaya's default rule) and the mean CV R^2 there."""
+    neg_mse = -(sse / n_val[:, None, None]).mean(0)
+    neg_mse += np.log(alphas)[:, None] * 1e-10  # ties go to the larger alpha, as in himalaya
+    best = np.argmax(neg_mse, axis=0)
+    picked = np.take_along_axis(sse, best[None, None, :], axis=1)[:, 0, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(sst > 0, 1.0 - picked / sst, 0.0)
+    return best, r2.mean(0)
+
+
+def _refit(gram: _Gram, Y, alphas, best, batches) -> np.ndarray:
+    """Weights on all rows, each voxel with its own alpha, in voxel batches."""
+    bk = gram.bk
+    left, right, lam = gram.spectrum()
+    weights = (1.0 / (lam[None, :] + alphas[:, None])).astype(np.float32)
+    coef = np.empty((right.shape[0], Y.shape[1]), dtype=np.float32)
+    for sl in batches:
+        Z = bk.matmul(left.T, bk.asarray(Y[:, sl]))
+        Z *= bk.asarray(np.ascontiguousarray(weights[best[sl]].T))
+        coef[:, sl] = bk.to_numpy(bk.matmul(right, Z))
+        del Z
+    return coef
+
+
+def himalaya_ridge_cv(
+    X: np.ndarray,
+    Y: np.ndarray,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    alphas: Sequence[float],
+    dual: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reference for :func:`solve_ridge_cv_gram` built on himalaya's estimators.
+
+    ``himalaya.ridge.RidgeCV`` (primal) or ``himalaya.kernel_ridge.KernelRidgeCV`` (linear
+    kernel, dual) with their default selection rule, then the validation R^2 at the selected
+    alphas recomputed fold by fold with ``himalaya.ridge.solve_ridge_svd``. Memory grows with
+    alphas x voxels: for tests and benchmarks, not for large fits.
 
     Returns
     -------
@@ -433,84 +578,39 @@ def himalaya_ridge_cv(X, Y, folds, alphas, dual: bool, n_targets_batch=None, n_a
         As :func:`solve_ridge_cv_gram`.
     """
     from himalaya.backend import get_backend
+    from himalaya.kernel_ridge import KernelRidgeCV
+    from himalaya.ridge import RidgeCV, solve_ridge_svd
     from himalaya.scoring import r2_score
 
-    alphas = np.asarray(alphas, dtype=np.float64).ravel()
-    params = dict(
-        n_targets_batch=n_targets_batch, n_alphas_batch=n_alphas_batch, score_func=r2_score
-    )
     bk = get_backend()
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    Y = np.ascontiguousarray(Y, dtype=np.float32)
+    grid = np.asarray(alphas, dtype=np.float64).ravel()
     if dual:
-        model = _fit_dual(X, Y, alphas.astype(np.float32), folds, params)
-        coef = _dual_to_primal(X, model.dual_coef_, n_targets_batch)
+        model = KernelRidgeCV(alphas=grid.astype(np.float32), kernel="linear", cv=folds)
+        model.fit(X, Y)
+        coef = X.T @ np.asarray(bk.to_numpy(model.dual_coef_), dtype=np.float32)
     else:
-        model = _fit_primal(X, Y, alphas.astype(np.float32), folds, params)
-        coef = bk.to_numpy(model.coef_)
-    return (
-        np.asarray(coef, dtype=np.float32).reshape(X.shape[1], -1),
-        _snap_to_grid(bk.to_numpy(model.best_alphas_), alphas),
-        np.asarray(bk.to_numpy(model.cv_scores_)).ravel(),
-    )
+        model = RidgeCV(alphas=grid.astype(np.float32), cv=folds).fit(X, Y)
+        coef = np.asarray(bk.to_numpy(model.coef_), dtype=np.float32)
+    best = _snap_to_grid(bk.to_numpy(model.best_alphas_), grid)
+    scores = []
+    for train, val in folds:
+        weights = solve_ridge_svd(X[train], Y[train], alpha=best.astype(np.float32), warn=False)
+        pred = bk.matmul(bk.asarray(X[val]), weights)
+        scores.append(bk.to_numpy(r2_score(bk.asarray(Y[val]), pred)))
+    return coef, best, np.mean(np.asarray(scores, dtype=np.float64), axis=0)
 
 
 def _snap_to_grid(values, grid: np.ndarray) -> np.ndarray:
-    """Replace each alpha by the nearest (in log space) grid value, as float64.
+    """Nearest grid value (in log space) of each alpha, as float64.
 
-    himalaya returns ``exp(-log(alpha))``, which carries round-off.
+    himalaya returns ``exp(-log(alpha))`` in float32, which carries round-off.
     """
     values = np.log(np.asarray(values, dtype=np.float64).ravel())
     log_grid = np.log(np.asarray(grid, dtype=np.float64))
     idx = np.argmin(np.abs(values[:, None] - log_grid[None, :]), axis=1)
     return np.asarray(grid, dtype=np.float64)[idx]
-
-
-def _fit_primal(X, Y, alphas, folds, solver_params):
-    """Fit himalaya RidgeCV (SVD solver) with the given folds."""
-    from himalaya.ridge import RidgeCV
-
-    model = RidgeCV(
-        alphas=alphas,
-        fit_intercept=False,
-        solver="svd",
-        solver_params=dict(solver_params, warn=False),
-        cv=folds,
-    )
-    return model.fit(X, Y)
-
-
-def _fit_dual(X, Y, alphas, folds, solver_params):
-    """Fit himalaya KernelRidgeCV (linear kernel, eigenvalue solver) with the given folds."""
-    from himalaya.kernel_ridge import KernelRidgeCV
-
-    model = KernelRidgeCV(
-        alphas=alphas,
-        kernel="linear",
-        fit_intercept=False,
-        solver="eigenvalues",
-        solver_params=solver_params,
-        cv=folds,
-        warn=False,
-    )
-    return model.fit(X, Y)
-
-
-def _dual_to_primal(X: np.ndarray, dual_coef, batch: int | None) -> np.ndarray:
-    """Primal weights ``X.T @ dual_coef``, computed on the backend in voxel batches."""
-    from himalaya.backend import get_backend
-
-    bk = get_backend()
-    dual = bk.to_numpy(dual_coef)
-    if dual.ndim == 1:
-        dual = dual[:, None]
-    n_vox = dual.shape[1]
-    batch = n_vox if batch is None else max(1, int(batch))
-    Xt = bk.asarray(X).T
-    coef = np.empty((X.shape[1], n_vox), dtype=np.float32)
-    for start in range(0, n_vox, batch):
-        sl = slice(start, start + batch)
-        part = bk.matmul(Xt, bk.asarray(np.ascontiguousarray(dual[:, sl], dtype=np.float32)))
-        coef[:, sl] = bk.to_numpy(part)
-    return coef
 
 
 def predict(fit: RidgeFit, X: np.ndarray) -> np.ndarray:

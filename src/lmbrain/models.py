@@ -560,28 +560,46 @@ def _load_config(folder, source):
         raise InputError(source, f"cannot load the model config: {_why(source)} ({exc})") from exc
 
 
-def _load_weights(folder, source, dtype):
+def _load_weights(folder, source, dtype, device_map=None):
     from transformers import AutoModel
 
+    extra = {} if device_map is None else {"device_map": device_map}
     try:
-        return AutoModel.from_pretrained(folder, dtype=dtype)
+        return AutoModel.from_pretrained(folder, dtype=dtype, **extra)
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(source, f"cannot load the model: {_why(source)} ({exc})") from exc
 
 
-def _random_twin(config, seed: int, dtype):
-    """``AutoModel.from_config`` under a private RNG seeded with ``seed``."""
+def _random_twin(config, seed: int, dtype, device_map=None):
+    """``AutoModel.from_config`` under a private RNG seeded with ``seed``.
+
+    The weights are drawn on the CPU (so they do not depend on the device); with a
+    ``device_map`` the model is then dispatched like a pretrained one (accelerate's
+    ``infer_auto_device_map`` for ``"auto"``/``"balanced"``..., or the given dict).
+    """
     import torch
     from transformers import AutoModel
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         model = AutoModel.from_config(config)
-    return model.to(dtype)
+    model = model.to(dtype)
+    if device_map is None:
+        return model
+    from accelerate import dispatch_model, infer_auto_device_map
+
+    if isinstance(device_map, str):
+        no_split = getattr(model, "_no_split_modules", None) or []
+        device_map = infer_auto_device_map(model, no_split_module_classes=no_split, dtype=dtype)
+    return dispatch_model(model, device_map=device_map)
 
 
 def load_model(
-    entry: Mapping, cache_dir: str | Path, device: str = "cpu", dtype: str = "float32"
+    entry: Mapping,
+    cache_dir: str | Path,
+    device: str = "cpu",
+    dtype: str = "float32",
+    device_map: str | Mapping | None = None,
 ) -> tuple:
     """Load the base model (no LM head) and tokenizer of an entry, in eval mode.
 
@@ -595,6 +613,11 @@ def load_model(
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``... or ``"auto"`` (cuda when available).
     dtype : {"float32", "float16", "bfloat16"}
         Compute dtype; on CPU float32 is used unless bfloat16 is asked for.
+    device_map : str or mapping, optional
+        Passed to ``from_pretrained`` (``"auto"``, ``"balanced"``, ``"sequential"`` or a
+        ``{module: device}`` dict): the layers are spread over the visible GPUs, then CPU
+        memory and disk (accelerate), for models larger than one GPU. ``device`` is then
+        ignored (the model is not moved). None (default): the whole model on ``device``.
 
     Returns
     -------
@@ -625,10 +648,13 @@ def load_model(
     untrained = bool(entry.get("untrained"))
     seed = int(entry.get("seed") or 0) if untrained else None
     if untrained:
-        model = _random_twin(config, seed, torch_dtype)
+        model = _random_twin(config, seed, torch_dtype, device_map)
     else:
-        model = _load_weights(folder, source, torch_dtype)
-    model.to(device)
+        model = _load_weights(folder, source, torch_dtype, device_map)
+    if device_map is None:
+        model.to(device)
+    else:
+        device = str(next(model.parameters()).device)  # where the inputs go
     model.eval()
     model.requires_grad_(False)
     info = model_info(model)
