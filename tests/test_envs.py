@@ -52,6 +52,7 @@ NOT_ON_PATH = {
     ("plot_brain_map.py", "gguf"): "lmbrain.config: only fraction_label is used",
     ("plot_brain_map.py", "torch"): "lmbrain.config: only fraction_label is used",
     ("plot_brain_map.py", "tqdm"): "lmbrain.config: only fraction_label is used",
+    ("plot_brain_map.py", "accelerate"): "lmbrain.config: only fraction_label is used",
 }
 
 

@@ -49,6 +49,8 @@ EXPECTED_JOBS = {
     "plot_brain_map": 1,
     "summarize_rois": 1,
     "plot_rois": 1,
+    "baseline_gaps": 1,  # rules/extras.smk
+    "scaling_extrapolation": 1,
 }
 RUN_TIMEOUT_S = 900
 
