@@ -27,6 +27,8 @@ from pathlib import Path
 
 import yaml
 
+from lmbrain.testing import job_counts
+
 ROOT = Path(__file__).resolve().parents[1]
 STORIES = ["01_farm", "02_fog", "03_kitchen", "04_train", "12_lighthouse"]
 
@@ -63,22 +65,6 @@ def write_stub_inputs(workdir: Path, args) -> Path:
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def job_counts(text: str) -> dict[str, int]:
-    """Rows of the 'Job stats' table printed by ``snakemake -n``."""
-    counts, in_table = {}, False
-    for line in text.splitlines():
-        parts = line.split()
-        if parts[:2] == ["job", "count"]:
-            in_table = True
-            continue
-        if in_table:
-            if len(parts) == 2 and parts[1].isdigit():
-                counts[parts[0]] = int(parts[1])
-            elif parts and not set(parts[0]) <= {"-"}:
-                break
-    return counts
 
 
 def dry_run(workdir: Path, config: Path, profile: Path | None) -> tuple[float, float, str, int]:
@@ -119,7 +105,7 @@ def main(argv=None) -> None:
     if rc != 0:
         print(out[-5000:])
         raise SystemExit(f"snakemake -n failed (exit {rc})")
-    counts = job_counts(out)
+    counts = job_counts(out, total=True)
     for rule, n in counts.items():
         print(f"  {rule:<24s} {n:>8d}")
     print(

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from lmbrain.features import read_feature_times
-from lmbrain.testing import make_tiny_audio_model, make_tiny_model
+from lmbrain.testing import job_counts, make_tiny_audio_model, make_tiny_model
 
 pytestmark = pytest.mark.slow
 
@@ -41,23 +41,6 @@ def run_snakemake(workdir: Path, *args: str, config: str = "config.yaml"):
     cmd = [SNAKEMAKE, *args, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir)]
     cmd += ["--configfile", str(workdir / config)]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1500)
-
-
-def job_counts(dry_run_output: str) -> dict[str, int]:
-    """Parse the 'Job stats' table of `snakemake -n`."""
-    counts, in_table = {}, False
-    for line in dry_run_output.splitlines():
-        parts = line.split()
-        if parts[:2] == ["job", "count"]:
-            in_table = True
-            continue
-        if in_table:
-            if len(parts) == 2 and parts[1].isdigit():
-                if parts[0] != "total":
-                    counts[parts[0]] = int(parts[1])
-            elif parts and not set(parts[0]) <= {"-"}:
-                break
-    return counts
 
 
 def tiny_config(models: Path) -> dict:

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from lmbrain.errors import InputError
+from lmbrain.features import _pad_batch
 
 POOLINGS = ("auto", "mean", "last")
 MAX_TOKENS = 512
@@ -90,19 +91,6 @@ def _max_tokens(model) -> int:
         None,
     )
     return min(MAX_TOKENS, limit) if limit else MAX_TOKENS
-
-
-def _pad_batch(seqs: list[list[int]], pad_id: int, device):
-    """Right-pad token sequences; returns (input_ids, attention_mask) on ``device``."""
-    import torch
-
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, seq in enumerate(seqs):
-        ids[i, : len(seq)] = torch.as_tensor(seq, dtype=torch.long)
-        mask[i, : len(seq)] = 1
-    return ids.to(device), mask.to(device)
 
 
 def _check_layers(layers: Sequence[int], n_layers: int | None) -> list[int]:

@@ -261,3 +261,23 @@ def make_tiny_audio_model(
     model.save_pretrained(path)
     extractor.save_pretrained(path)
     return path
+
+
+def job_counts(dry_run_output: str, total: bool = False) -> dict[str, int]:
+    """Rows of the 'Job stats' table that ``snakemake -n`` prints: ``{rule: jobs}``.
+
+    The ``total`` row is left out unless ``total`` is true.
+    """
+    counts, in_table = {}, False
+    for line in dry_run_output.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            in_table = True
+            continue
+        if in_table:
+            if len(parts) == 2 and parts[1].isdigit():
+                if total or parts[0] != "total":
+                    counts[parts[0]] = int(parts[1])
+            elif parts and not set(parts[0]) <= {"-"}:
+                break
+    return counts
