@@ -139,8 +139,8 @@ def load_mask(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return mask, np.asarray(img.affine, dtype=float)
 
 
-def masked_timeseries(path: Path, mask: np.ndarray, mask_path: Path) -> np.ndarray:
-    """(n_trs, n_voxels) float32 time series of a 4-D NIfTI inside ``mask`` (C order)."""
+def _run_image(path: Path, mask: np.ndarray, mask_path: Path):
+    """A 4-D NIfTI (header read, data not yet), its shape checked against the mask."""
     img = load_nifti(path)
     if len(img.shape) != 4:
         raise InputError(path, f"expected a 4-D (x, y, z, time) image, found shape {img.shape}")
@@ -150,22 +150,19 @@ def masked_timeseries(path: Path, mask: np.ndarray, mask_path: Path) -> np.ndarr
             f"image shape {tuple(img.shape[:3])} does not match the mask {mask_path} "
             f"shape {tuple(mask.shape)}",
         )
+    return img
+
+
+def masked_timeseries(path: Path, mask: np.ndarray, mask_path: Path) -> np.ndarray:
+    """(n_trs, n_voxels) float32 time series of a 4-D NIfTI inside ``mask`` (C order)."""
+    img = _run_image(path, mask, mask_path)
     data = np.asarray(img.dataobj, dtype=np.float32)
     return np.ascontiguousarray(data[mask].T)
 
 
 def nifti_n_trs(path: Path, mask: np.ndarray, mask_path: Path) -> int:
     """TR count of a 4-D NIfTI (header only), checking its shape against the mask."""
-    img = load_nifti(path)
-    if len(img.shape) != 4:
-        raise InputError(path, f"expected a 4-D (x, y, z, time) image, found shape {img.shape}")
-    if tuple(img.shape[:3]) != tuple(mask.shape):
-        raise InputError(
-            path,
-            f"image shape {tuple(img.shape[:3])} does not match the mask {mask_path} "
-            f"shape {tuple(mask.shape)}",
-        )
-    return int(img.shape[3])
+    return int(_run_image(path, mask, mask_path).shape[3])
 
 
 def resolve(root: Path, value: str | None, **fields) -> Path | None:
@@ -192,3 +189,11 @@ def hemisphere_counts(hemi: np.ndarray) -> dict:
         "n_right": int((hemi == "R").sum()),
         "n_unknown_hemisphere": int((~np.isin(hemi, ["L", "R"])).sum()),
     }
+
+
+def adapter_settings(defaults: dict, options: dict) -> tuple[dict, int, int]:
+    """An adapter's options over its ``OPTIONS`` defaults (None keeps the default), and
+    the TRs trimmed at the start and end of every run (``trim``, merged key by key)."""
+    opts = {**defaults, **{k: v for k, v in options.items() if v is not None}}
+    trim = {**defaults["trim"], **(opts["trim"] or {})}
+    return opts, int(trim["start"]), int(trim["end"])

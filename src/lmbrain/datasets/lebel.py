@@ -30,6 +30,7 @@ import numpy as np
 
 from lmbrain.datasets.base import (
     DEFAULT_MAX_TRAILING_S,
+    adapter_settings,
     check_run_length,
     hdf5_data_shape,
     hemisphere_counts,
@@ -92,12 +93,10 @@ class LebelDataset:
     }
 
     def __init__(self, root: str | Path, **options):
-        opts = {**self.OPTIONS, **{k: v for k, v in options.items() if v is not None}}
+        opts, self.trim_start, self.trim_end = adapter_settings(self.OPTIONS, options)
         self.root = Path(root)
         self.name = self.root.name
         self.tr = float(opts["tr"])
-        trim = {**self.OPTIONS["trim"], **(opts["trim"] or {})}
-        self.trim_start, self.trim_end = int(trim["start"]), int(trim["end"])
         self.responses_trimmed = bool(opts["responses_trimmed"])
         self.max_trailing_s = float(opts["max_trailing_s"])
         self.word_tier = opts["word_tier"]

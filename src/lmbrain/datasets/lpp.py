@@ -31,6 +31,7 @@ import numpy as np
 from lmbrain.datasets.base import (
     AVERAGE_SUBJECT,
     DEFAULT_MAX_TRAILING_S,
+    adapter_settings,
     check_run_length,
     hemisphere_counts,
     load_mask,
@@ -91,12 +92,10 @@ class LppDataset:
     }
 
     def __init__(self, root: str | Path, **options):
-        opts = {**self.OPTIONS, **{k: v for k, v in options.items() if v is not None}}
+        opts, self.trim_start, self.trim_end = adapter_settings(self.OPTIONS, options)
         self.root = Path(root)
         self.name = self.root.name
         self.tr = float(opts["tr"])
-        trim = {**self.OPTIONS["trim"], **(opts["trim"] or {})}
-        self.trim_start, self.trim_end = int(trim["start"]), int(trim["end"])
         self.task = str(opts["task"])
         self.average_subject = bool(opts["average_subject"])
         self.average_of = opts["average_of"]

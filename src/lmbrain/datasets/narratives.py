@@ -37,6 +37,7 @@ import numpy as np
 from lmbrain.datasets.base import (
     AVERAGE_SUBJECT,
     DEFAULT_MAX_TRAILING_S,
+    adapter_settings,
     check_run_length,
     hemisphere_counts,
     load_mask,
@@ -92,11 +93,9 @@ class NarrativesDataset:
     }
 
     def __init__(self, root: str | Path, **options):
-        opts = {**self.OPTIONS, **{k: v for k, v in options.items() if v is not None}}
+        opts, self.trim_start, self.trim_end = adapter_settings(self.OPTIONS, options)
         self.root = Path(root)
         self.name = self.root.name
-        trim = {**self.OPTIONS["trim"], **(opts["trim"] or {})}
-        self.trim_start, self.trim_end = int(trim["start"]), int(trim["end"])
         self.deriv = resolve(self.root, opts["derivatives"])
         self.space = str(opts["space"])
         self.surface = bool(opts["surface"])
