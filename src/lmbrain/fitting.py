@@ -494,12 +494,18 @@ def _eigh_inplace(bk, G):
     On numpy, LAPACK's divide-and-conquer driver (``syevd``) is about 1.6x faster than
     scipy's default ``syevr`` for the full spectrum, but needs ``2 n^2`` extra float64 of
     workspace; it is used while that stays under :data:`EVD_WORKSPACE_MAX`, ``syevr`` above.
-    Both give the same eigenpairs to round-off (the closed-form tests cover both).
+    Both give the same eigenpairs to round-off (the closed-form tests cover both). The
+    matrix is handed to LAPACK without a copy (see below), so the decomposition adds only the
+    workspace to the peak.
     """
     if bk.name == "numpy":
         from scipy.linalg import eigh
 
         driver = "evd" if _evd_fits(G.shape[0]) else "evr"
+        # LAPACK works in Fortran order: a C-ordered array would be copied first (n^2 more
+        # float64 at the peak); G is symmetric, so its transpose is the same matrix in place.
+        if G.flags.c_contiguous and not G.flags.f_contiguous:
+            G = G.T
         return eigh(G, overwrite_a=True, check_finite=False, driver=driver)
     return bk.eigh(G)
 
