@@ -42,10 +42,10 @@ EXPECTED_JOBS = {
     "validate_subject": 1,
     "noise_ceiling": 1,
     "extract_features": 2,
-    "fit_encoding_model": 4,
+    "fit_encoding_model": 4,  # one per (subject, model, layer); here 1 fraction
     "summarize_scores": 1,
     "plot_scaling": 1,
-    "brain_map_volume": 4,  # rules/maps.smk: one map per fit
+    "brain_maps": 2,  # rules/maps.smk: one per (subject, model)
     "plot_brain_map": 1,
     "summarize_rois": 1,
     "plot_rois": 1,
