@@ -54,7 +54,7 @@ rule plot_brain_map:
 
 rule summarize_rois:
     input:
-        rows=fit_rows,
+        scores=f"{RESULTS}/{{dataset}}/summary/scores.tsv",
         data=dataset_inputs,
         rois=roi_inputs,
     output:
