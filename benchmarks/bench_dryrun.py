@@ -1,6 +1,7 @@
 """Dry-run time (``snakemake -n``) of a configuration at the paper's scale, with stub inputs.
 
-The configuration has 8 subjects x 30 models x 48 layers x 5 train fractions (57,600 fits):
+The configuration has 8 subjects x 30 models x 48 layers x 5 train fractions (57,600 fits in
+11,520 fit jobs, one per subject, model and layer):
 the dataset is a tiny simulated one written in the native layout into a temporary folder
 (8 subjects, a few voxels, 5 stories), and the models are placeholders given with
 ``n_layers: 48`` and ``layers: {count: 48}`` so that nothing is downloaded or read (the DAG never opens a model).

@@ -1,5 +1,6 @@
 """Configuration, DAG expansions and input functions shared by every rule."""
 
+import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -140,17 +141,57 @@ def model_fractions(mid):
     return FRACTIONS if own is None else [fraction_label(f) for f in own]
 
 
+TRIAL_FORMATS = ("trials", "nsd")
+
+
+def _alternatives(names):
+    """A regex matching exactly these names (one that matches nothing when empty)."""
+    return "|".join(re.escape(n) for n in sorted(set(names))) or "(?!x)x"
+
+
+def _fit_rules():
+    """The fit rules, one per distinct fraction list: ``{suffix: (fractions, model regex)}``.
+
+    A fit job fits every train fraction of one (subject, model, layer) and its outputs are
+    one file pair per fraction, so models with different lists need different rules
+    (rules/fit.smk, named `fit_encoding_model<suffix>`): `fit_encoding_model` fits the
+    top-level `train_fractions` (it matches no model when all list their own),
+    `fit_encoding_model_1`, `_2`, ... the other lists, in the order the models name them.
+    Each rule's `model` wildcard matches only its models.
+    """
+    lists = [tuple(FRACTIONS)] + [tuple(model_fractions(mid)) for mid in MODELS]
+    rules = {}
+    for fractions in dict.fromkeys(lists):
+        suffix = f"_{len(rules)}" if rules else ""
+        models = [mid for mid in MODELS if tuple(model_fractions(mid)) == fractions]
+        rules[suffix] = (list(fractions), _alternatives(models))
+    return rules
+
+
+FIT_RULES = _fit_rules()
+# the fit rules serve story datasets; rules/trials.smk fits trial datasets
+STORY_RE = _alternatives(
+    n for n, s in DATASETS.items() if s["format"] not in TRIAL_FORMATS
+)
+
+
+def model_fit_prefixes(dataset, subject, mid):
+    """Output path prefixes of a model's fits of one subject (every layer and fraction)."""
+    base = f"{RESULTS}/{dataset}/fits/{subject}/{mid}"
+    fractions = model_fractions(mid)
+    return [
+        f"{base}/layer-{layer}_frac-{f}" for layer in LAYERS[mid] for f in fractions
+    ]
+
+
 def fit_prefixes(dataset):
     """Every (subject, model, layer, fraction) fit of a dataset, as output path prefixes."""
-    out = []
-    for subject in SUBJECTS[dataset]:
-        for mid in MODELS:
-            for layer in LAYERS[mid]:
-                for frac in model_fractions(mid):
-                    out.append(
-                        f"{RESULTS}/{dataset}/fits/{subject}/{mid}/layer-{layer}_frac-{frac}"
-                    )
-    return out
+    return [
+        prefix
+        for subject in SUBJECTS[dataset]
+        for mid in MODELS
+        for prefix in model_fit_prefixes(dataset, subject, mid)
+    ]
 
 
 def fit_rows(wildcards):

@@ -1,42 +1,33 @@
 """Brain maps: every fit's scores in the subject's space, the best model's map, ROI summaries.
 
 A fit's map is a 4-D NIfTI (volume data), a GIfTI per hemisphere (surface data) or a plain
-vector (no geometry), as `lmbrain.brainmaps` describes; which one is decided per subject when
-the DAG is built (`map_kind`), and one of three rules with the same script writes it. Maps are
-written per fit (they are small and cheap) so any layer or training fraction can be opened.
+vector (no geometry), as `lmbrain.brainmaps` describes; which one is decided per subject
+(`map_kind`). One job per (subject, model) writes the maps of all its fits (every layer and
+train fraction) into `maps/<subject>/<model>/`, named like the fits: maps are small and cheap,
+and a job per fit would double the DAG (Snakemake's per-job cost, BENCHMARKS.md).
 """
 
 
 include: "maps_common.smk"
 
 
-rule brain_map_volume:
+rule brain_maps:
     input:
-        fit=f"{RESULTS}/{{dataset}}/fits/{{subject}}/{{model}}/layer-{{layer}}_frac-{{fraction}}.npz",
+        fits=model_fits,
         data=dataset_inputs,
     output:
-        **map_paths(MAP_PREFIX, "volume"),
+        directory(f"{RESULTS}/{{dataset}}/maps/{{subject}}/{{model}}"),
     log:
-        f"{RESULTS}/{{dataset}}/logs/maps/{{subject}}/{{model}}/layer-{{layer}}_frac-{{fraction}}.log",
+        f"{RESULTS}/{{dataset}}/logs/maps/{{subject}}/{{model}}.log",
     conda:
         "../envs/plot.yaml"
     params:
         root=dataset_root,
         format=lambda wc: DATASETS[wc.dataset]["format"],
         options=dataset_options,
-        prefix=lambda wc: MAP_PREFIX.format(**wc),
+        kind=lambda wc: map_kind(wc.dataset, wc.subject),
     script:
         "../scripts/write_brain_map.py"
-
-
-use rule brain_map_volume as brain_map_surface with:
-    output:
-        **map_paths(MAP_PREFIX, "surface"),
-
-
-use rule brain_map_volume as brain_map_vector with:
-    output:
-        **map_paths(MAP_PREFIX, "vector"),
 
 
 rule plot_brain_map:
@@ -63,7 +54,7 @@ rule plot_brain_map:
 
 rule summarize_rois:
     input:
-        rows=fit_rows,
+        scores=f"{RESULTS}/{{dataset}}/summary/scores.tsv",
         data=dataset_inputs,
         rois=roi_inputs,
     output:

@@ -3,10 +3,7 @@
 from functools import cache
 
 from lmbrain.brainmaps import map_kind as _kind_of_geometry
-from lmbrain.brainmaps import map_paths
 from lmbrain.roi import rois_from_labels
-
-MAP_PREFIX = f"{RESULTS}/{{dataset}}/maps/{{subject}}/{{model}}/layer-{{layer}}_frac-{{fraction}}"
 
 
 @cache
@@ -30,22 +27,16 @@ def map_kind(name, subject):
         raise WorkflowError(f"dataset '{name}': {exc}") from None
 
 
-def map_prefixes(dataset, subject):
-    """Output prefixes of the maps of every fit of one subject."""
-    fits = f"{RESULTS}/{dataset}/fits/{subject}/"
-    maps = f"{RESULTS}/{dataset}/maps/{subject}/"
-    return [
-        p.replace(fits, maps, 1) for p in fit_prefixes(dataset) if p.startswith(fits)
-    ]
+def model_fits(wildcards):
+    """Per-voxel files of every fit of a (subject, model): the inputs of its map job."""
+    prefixes = model_fit_prefixes(wildcards.dataset, wildcards.subject, wildcards.model)
+    return [f"{prefix}.npz" for prefix in prefixes]
 
 
 def subject_maps(wildcards):
-    """Files of every map of a subject (inputs of its map figure)."""
-    kind = map_kind(wildcards.dataset, wildcards.subject)
-    out = []
-    for prefix in map_prefixes(wildcards.dataset, wildcards.subject):
-        out += list(map_paths(prefix, kind).values())
-    return out
+    """Map folders of every model of a subject (inputs of its map figure)."""
+    base = f"{RESULTS}/{wildcards.dataset}/maps/{wildcards.subject}"
+    return [f"{base}/{mid}" for mid in MODELS]
 
 
 def roi_config(dataset):

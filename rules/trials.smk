@@ -1,7 +1,8 @@
 """Trial-based datasets (format: trials): caption features, trial fits, ceilings and RSA.
 
 These rules write the same paths as the story rules (features, ceilings, fits), restricted
-by wildcard constraints to trial datasets, and win over them by `ruleorder`; so the
+by wildcard constraints to trial datasets, and win over them by `ruleorder` (the story fit
+rules are restricted to story datasets instead: they fit several fractions per job); so the
 score table, scaling fits and plots of rules/aggregate.smk serve both kinds of data.
 """
 
@@ -208,4 +209,3 @@ rule trial_rsa:
 ruleorder: simulate_trial_dataset > simulate_dataset
 ruleorder: baseline_features > extract_caption_features > extract_features
 ruleorder: trial_noise_ceiling > noise_ceiling
-ruleorder: fit_trial_model > fit_encoding_model

@@ -1,11 +1,8 @@
 """Configuration and input functions of the trial-dataset rules (rules/trials.smk)."""
 
-import re
-
 from lmbrain.errors import LmbrainError
 from lmbrain.sentence_features import check_baselines
 
-TRIAL_FORMATS = ("trials", "nsd")
 TRIAL_DATASETS = [n for n, s in DATASETS.items() if s["format"] in TRIAL_FORMATS]
 BASELINES = {
     n: {b["name"]: b for b in DATASETS[n]["trials"]["baselines"]}
@@ -20,11 +17,6 @@ for _name in TRIAL_DATASETS:
         )
     except LmbrainError as exc:
         raise WorkflowError(f"invalid configuration: {exc}") from None
-
-
-def _alternatives(names):
-    """A regex matching exactly these names (one that matches nothing when empty)."""
-    return "|".join(re.escape(n) for n in sorted(set(names))) or "(?!x)x"
 
 
 TRIAL_RE = _alternatives(TRIAL_DATASETS)

@@ -1,4 +1,9 @@
-"""Fit and score one voxelwise encoding model (subject, model, layer, train fraction)."""
+"""Fit and score the encoding models of one (subject, model, layer), one per train fraction.
+
+The fractions are fitted in turn and share the stories' design matrices; each writes its own
+per-voxel ``.npz`` and summary ``.json`` (the rule's ``voxels`` and ``rows``, in the order of
+``params.fractions``).
+"""
 
 import numpy as np
 
@@ -9,30 +14,42 @@ from lmbrain.models import model_id
 from lmbrain.scripting import start
 
 log = start(snakemake)
-params, wc = snakemake.params, snakemake.wildcards
+params, wc, output = snakemake.params, snakemake.wildcards, snakemake.output
 dataset = open_dataset(params.root, params.format, params.options)
-voxels, row = fit_encoding_model(
-    dataset,
-    wc.subject,
-    snakemake.input.features,
-    int(wc.layer),
-    float(wc.fraction),
-    temporal=params.temporal,
-    fitting=params.fitting,
-    cc_max=np.load(snakemake.input.ceiling)["cc_max"],
-    min_cc_max=params.scoring["min_cc_max"],
-    seed=params.seed,
-    subjects=params.subjects,
-)
+cc_max = np.load(snakemake.input.ceiling)["cc_max"]
 entry = params.entry
-row = {
-    "dataset": wc.dataset,
-    "model": model_id(entry),
-    "family": entry.get("family", model_id(entry)),
-    "untrained": bool(entry.get("untrained", False)),
-    **row,
-    "fit_path": snakemake.output.voxels,
-}
-log.info("mean r = %.4f (L %.4f, R %.4f)", row["mean_r"], row["mean_r_left"], row["mean_r_right"])
-save_npz(snakemake.output.voxels, **voxels)
-save_json(snakemake.output.row, row)
+designs = {}  # story design matrices, built once for all fractions
+for fraction, voxels_path, row_path in zip(
+    params.fractions, output.voxels, output.rows, strict=True
+):
+    voxels, row = fit_encoding_model(
+        dataset,
+        wc.subject,
+        snakemake.input.features,
+        int(wc.layer),
+        float(fraction),
+        temporal=params.temporal,
+        fitting=params.fitting,
+        cc_max=cc_max,
+        min_cc_max=params.scoring["min_cc_max"],
+        seed=params.seed,
+        subjects=params.subjects,
+        designs=designs,
+    )
+    row = {
+        "dataset": wc.dataset,
+        "model": model_id(entry),
+        "family": entry.get("family", model_id(entry)),
+        "untrained": bool(entry.get("untrained", False)),
+        **row,
+        "fit_path": voxels_path,
+    }
+    log.info(
+        "fraction %s: mean r = %.4f (L %.4f, R %.4f)",
+        fraction,
+        row["mean_r"],
+        row["mean_r_left"],
+        row["mean_r_right"],
+    )
+    save_npz(voxels_path, **voxels)
+    save_json(row_path, row)

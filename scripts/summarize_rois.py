@@ -1,6 +1,7 @@
 """Mean r and r / cc_max per (fit, ROI, hemisphere) into scores_roi.tsv (lmbrain.roi)."""
 
-from lmbrain.aggregate import read_score_rows
+import pandas as pd
+
 from lmbrain.datasets import open_dataset
 from lmbrain.io import atomic_path
 from lmbrain.roi import roi_table, subject_rois
@@ -8,7 +9,10 @@ from lmbrain.scripting import start
 
 log = start(snakemake)
 params = snakemake.params
-scores = read_score_rows(snakemake.input.rows)
+# the score table lists every fit (its `fit_path`); one input instead of one per fit keeps the
+# DAG small at the paper's scale (BENCHMARKS.md)
+ids = {key: str for key in ["dataset", "subject", "model", "family", "fit_path"]}
+scores = pd.read_csv(snakemake.input.scores, sep="\t", dtype=ids)
 dataset = open_dataset(params.root, params.format, params.options)
 rois = {s: subject_rois(dataset, s, params.rois) for s in sorted(scores["subject"].unique())}
 table = roi_table(scores, rois)

@@ -1,6 +1,12 @@
-"""Write one fit's per-voxel scores into the subject's space (lmbrain.brainmaps)."""
+"""Write the maps of every fit of one (subject, model) into its folder (lmbrain.brainmaps).
 
-from lmbrain.brainmaps import write_fit_map
+Each fit ``fits/<subject>/<model>/<name>.npz`` becomes ``maps/<subject>/<model>/<name>.*`` in
+the form the subject's geometry calls for (``params.kind``, decided when the DAG was built).
+"""
+
+from pathlib import Path
+
+from lmbrain.brainmaps import map_kind, write_fit_map
 from lmbrain.datasets import open_dataset
 from lmbrain.scripting import start
 
@@ -8,11 +14,13 @@ log = start(snakemake)
 params = snakemake.params
 dataset = open_dataset(params.root, params.format, params.options)
 geometry = dataset.geometry(snakemake.wildcards.subject)
-written = write_fit_map(snakemake.input.fit, geometry, params.prefix)
-expected = {str(p) for p in snakemake.output}
-if set(written.values()) != expected:
+if map_kind(geometry) != params.kind:
     raise RuntimeError(
-        f"the subject's geometry gave {sorted(written.values())}, the workflow expected "
-        f"{sorted(expected)} (did the dataset's mask or surface change after the DAG was built?)"
+        f"the subject's geometry gives {map_kind(geometry)} maps, the workflow expected "
+        f"{params.kind} (did the dataset's mask or surface change after the DAG was built?)"
     )
-log.info("map written: %s", ", ".join(sorted(written.values())))
+folder = Path(snakemake.output[0])
+folder.mkdir(parents=True, exist_ok=True)
+for fit in snakemake.input.fits:
+    write_fit_map(fit, geometry, folder / Path(fit).name.removesuffix(".npz"))
+log.info("%d %s maps written to %s", len(snakemake.input.fits), params.kind, folder)

@@ -142,13 +142,21 @@ def third_party(names: set[str]) -> set[str]:
 
 
 # -- rules and envs ----------------------------------------------------------------------------
-RULE_RE = re.compile(r"^(?:rule|checkpoint)\s+(\w+)\s*:|^use rule (\w+) as (\w+)", re.M)
+#: ``rule NAME:``, ``use rule BASE as NAME``, and a rule generated in a loop (rules/fit.smk):
+#: ``rule:`` with ``name: f"NAME{suffix}"``, recorded under the name's literal start.
+RULE_RE = re.compile(
+    r"^(?:rule|checkpoint)\s+(\w+)\s*:|^use rule (\w+) as (\w+)"
+    r"|^[ \t]*rule:[ \t]*\n\s+name:\s*f?[\"'](\w+)",
+    re.M,
+)
 
 
 def rule_scripts(rules_dir: Path) -> dict[str, tuple[str | None, str | None]]:
     """``{rule: (conda env path, script path)}`` (relative to ``rules/``) of every rule.
 
-    A ``use rule A as B with:`` rule inherits A's env and script unless it sets its own.
+    A ``use rule A as B with:`` rule inherits A's env and script unless it sets its own. The
+    rules a loop generates from one ``rule:`` block appear once, under their name's literal
+    start (``fit_encoding_model`` for ``name: f"fit_encoding_model{_suffix}"``).
     """
     rules: dict[str, tuple[str | None, str | None]] = {}
     derived = []
@@ -160,8 +168,8 @@ def rule_scripts(rules_dir: Path) -> dict[str, tuple[str | None, str | None]]:
             block = text[match.start() : end]
             conda = directive(block, "conda")
             script = directive(block, "script")
-            if match.group(1):
-                rules[match.group(1)] = (conda, script)
+            if match.group(1) or match.group(4):
+                rules[match.group(1) or match.group(4)] = (conda, script)
             else:
                 derived.append((match.group(3), match.group(2), conda, script))
     for name, base, conda, script in derived:

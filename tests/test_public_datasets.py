@@ -331,6 +331,34 @@ def test_leave_one_run_out_is_the_mean_of_single_folds(tmp_path):
     np.testing.assert_allclose(vox["r"], np.mean(per_fold, axis=0), rtol=1e-5, atol=1e-6)
 
 
+def test_fractions_sharing_design_matrices_fit_as_alone(tmp_path, monkeypatch):
+    """The workflow's fit job fits a layer's fractions with one cache of design matrices."""
+    import lmbrain.encoding as encoding
+
+    fx.make_lpp(tmp_path / "data")
+    ds = open_dataset(tmp_path / "data", "lpp")
+    feats = write_rate_features(tmp_path / "f.h5", ds)
+    cv = {**FITTING, "cv": "leave_one_run_out"}
+    built, real = [], encoding.story_design
+    monkeypatch.setattr(
+        encoding, "story_design", lambda *a, **k: built.append(a[2]) or real(*a, **k)
+    )
+    designs = {}
+    for fraction in (0.5, 1.0):
+        shared, row = fit_encoding_model(
+            ds, "sub-EN002", feats, 1, fraction, temporal=TEMPORAL, fitting=cv, designs=designs
+        )
+        alone, alone_row = fit_encoding_model(
+            ds, "sub-EN002", feats, 1, fraction, temporal=TEMPORAL, fitting=cv
+        )
+        for key in ["r", "alpha", "cv_score"]:
+            np.testing.assert_array_equal(shared[key], alone[key])
+        assert row["n_train_trs"] == alone_row["n_train_trs"]
+    assert row["n_train_trs"] > 0 and len(designs) == len(ds.stories)
+    # shared: each story once for both fractions; alone: once per call
+    assert len(built) == len(ds.stories) * (1 + 2)
+
+
 def test_by_subject_trains_on_the_other_subjects(tmp_path):
     fx.make_narratives(tmp_path / "data")
     ds = open_dataset(tmp_path / "data", "narratives", {"surface": True, "space": "fsaverage6"})

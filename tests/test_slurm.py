@@ -42,10 +42,10 @@ EXPECTED_JOBS = {
     "validate_subject": 1,
     "noise_ceiling": 1,
     "extract_features": 2,
-    "fit_encoding_model": 4,
+    "fit_encoding_model": 4,  # one per (subject, model, layer); here 1 fraction
     "summarize_scores": 1,
     "plot_scaling": 1,
-    "brain_map_volume": 4,  # rules/maps.smk: one map per fit
+    "brain_maps": 2,  # rules/maps.smk: one per (subject, model)
     "plot_brain_map": 1,
     "summarize_rois": 1,
     "plot_rois": 1,
@@ -338,7 +338,7 @@ def test_profile_resources(tiny_models, tmp_path):
     assert extract["gpu"] == "1" and extract["runtime"] == "240"
     assert extract["mem_mb"] == str(extraction_request(tiny_models))
     assert "slurm_partition" not in extract and "slurm_account" not in extract
-    assert fit["runtime"] == "120" and fit["gpu"] == "0"
+    assert fit["runtime"] == "120" and fit["gpu"] == "0"  # cluster.fit_runtime x 1 fraction
     assert fit["mem_mb"] == "<TBD>"  # computed from the inputs once they exist
 
     # GPUs and partitions from the workflow config; $SLURM_PARTITION for the other stage
@@ -358,8 +358,16 @@ def test_profile_resources(tiny_models, tmp_path):
     assert extract["gpu"] == "0" and extract["mem_mb"] == shipped["extract_features"]["mem_mb"]
     assert extract["slurm_partition"] == "gpu-a" and extract["slurm_account"] == "lab7"
 
-    # a command-line --set-resources replaces the profile's whole set-resources key
+    # a command-line --set-resources replaces the profile's whole set-resources key; the fit
+    # rules' runtime is their own (cluster.fit_runtime), not the profile's, so it stays
     cli = dry_run_resources(workdir, "--set-resources", "extract_features:gpu=0")
     assert cli["extract_features"]["gpu"] == "0"
     assert cli["extract_features"]["runtime"] != "240"
-    assert cli["fit_encoding_model"]["runtime"] != "120"
+    assert cli["fit_encoding_model"]["runtime"] == "120"
+
+    # a fit job fits every fraction of its model: cluster.fit_runtime minutes per fraction
+    config = reduced_config(tiny_models)
+    config["train_fractions"] = [0.5, 1.0]
+    config["cluster"] = {"fit_runtime": 30}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    assert dry_run_resources(workdir)["fit_encoding_model"]["runtime"] == "60"

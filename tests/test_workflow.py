@@ -201,8 +201,7 @@ def test_adding_a_model_reruns_only_its_jobs(workflow_run, tiny_models):
     assert counts == {
         "all": 1,
         "extract_features": 1,
-        "fit_encoding_model": 2 * 2 * 2,
-        "brain_map_volume": 2 * 2 * 2,  # rules/maps.smk: one map per new fit
+        **refits(2 * 2, maps=2),  # its 2 layers of 2 subjects (both fractions in each job)
         **AGGREGATES,
     }, res.stdout
 
@@ -219,14 +218,19 @@ AGGREGATES = {
     "baseline_gaps": 1,  # rules/extras.smk
     "scaling_extrapolation": 1,
 }
-# subjects x text models x layers x fractions, and the speech model's one fit per subject
-N_FITS = 2 * 3 * 2 * 2 + 2
+# A fit job fits every train fraction of one (subject, model, layer) (rules/fit.smk): the text
+# models' jobs (subjects x models x layers) are `fit_encoding_model` (train_fractions 0.5 and
+# 1), the speech model's (its own [1.0], one layer) `fit_encoding_model_1`. A map job writes
+# the maps of every fit of one (subject, model) (rules/maps.smk).
+N_FIT_JOBS = 2 * 3 * 2
+N_MAP_JOBS = 2 * 4
 BANDED = {"fit_banded": 2, "summarize_banded": 1}  # the banded model of gpt2 + llama
 
 
-def refits(n: int) -> dict:
-    """n refitted encoding models and their brain maps."""
-    return {"fit_encoding_model": n, "brain_map_volume": n}
+def refits(jobs: int, maps: int, speech: int = 0) -> dict:
+    """Fit jobs of the text models and of the speech model, and map jobs, that run again."""
+    counts = {"fit_encoding_model": jobs, "brain_maps": maps}
+    return {**counts, "fit_encoding_model_1": speech} if speech else counts
 
 
 def add_subject(cfg):
@@ -272,20 +276,34 @@ RERUNS = {
     add_subject: {
         "validate_subject": 1,
         "noise_ceiling": 1,
-        **refits(3 * 2 * 2 + 1),
+        **refits(3 * 2, maps=4, speech=1),
         "fit_banded": 1,
         "summarize_banded": 1,
         **AGGREGATES,
         "plot_brain_map": 3,
     },
-    add_layer: {**refits(2 * 3 * 1 * 2), **AGGREGATES},  # the speech model lists its own
-    add_fraction: {**refits(2 * 3 * 2 * 1), **AGGREGATES},
-    change_alphas: {**refits(N_FITS), **BANDED, **AGGREGATES},
-    change_delays: {**refits(N_FITS), **BANDED, **AGGREGATES},
+    # the new layer's jobs; each (subject, model) map job rewrites all its maps (the speech
+    # model lists its own layer)
+    add_layer: {**refits(2 * 3 * 1, maps=2 * 3), **AGGREGATES},
+    # a new fraction is a new output of every job of the models that fit it: their old
+    # fractions are refitted too (the speech model lists its own fractions)
+    add_fraction: {**refits(N_FIT_JOBS, maps=2 * 3), **AGGREGATES},
+    change_alphas: {**refits(N_FIT_JOBS, maps=N_MAP_JOBS, speech=2), **BANDED, **AGGREGATES},
+    change_delays: {**refits(N_FIT_JOBS, maps=N_MAP_JOBS, speech=2), **BANDED, **AGGREGATES},
     # a speech model's features do not depend on token settings
-    change_context: {"extract_features": 3, **refits(2 * 3 * 2 * 2), **BANDED, **AGGREGATES},
-    change_model_context: {"extract_features": 1, **refits(2 * 2 * 2), **BANDED, **AGGREGATES},
-    rename_model: {**refits(2 * 2 * 2), **BANDED, **AGGREGATES},
+    change_context: {
+        "extract_features": 3,
+        **refits(N_FIT_JOBS, maps=2 * 3),
+        **BANDED,
+        **AGGREGATES,
+    },
+    change_model_context: {
+        "extract_features": 1,
+        **refits(2 * 1 * 2, maps=2),
+        **BANDED,
+        **AGGREGATES,
+    },
+    rename_model: {**refits(2 * 1 * 2, maps=2), **BANDED, **AGGREGATES},
     # the recorded config shows execution settings; nothing else depends on them
     change_execution_settings: {"record_config": 1},
 }
@@ -318,7 +336,7 @@ def test_models_with_one_source_share_features(tmp_path, tiny_models):
     assert res.returncode == 0, res.stderr[-3000:]
     counts = job_counts(res.stdout + res.stderr)
     assert counts["extract_features"] == 2  # the trained model once, its untrained twin
-    assert counts["fit_encoding_model"] == 2 * (2 + 1 + 2) * 2
+    assert counts["fit_encoding_model"] == 2 * (2 + 1 + 2)  # subjects x layers (2 fractions each)
     assert res.stdout.count("features/gpt2_") >= 1 and "features/first" not in res.stdout
 
 

@@ -148,6 +148,7 @@ def fit_encoding_model(
     min_cc_max: float = 0.1,
     seed: int = 0,
     subjects: list[str] | None = None,
+    designs: dict | None = None,
 ):
     """Fit and score one voxelwise encoding model.
 
@@ -172,6 +173,12 @@ def fit_encoding_model(
         Seed of the train-story subsets.
     subjects : list of str, optional
         The study's subjects (training pool of ``fitting.cv: by_subject``).
+    designs : dict, optional
+        Cache of the stories' design matrices, filled as they are built. Pass the same dict
+        to the fits of several train fractions of one (subject, feature file, layer,
+        ``temporal``) to build each story's matrix once (the workflow's fit job does); the
+        fractions' story sets are nested, so the cache never holds more than the largest
+        fraction's fit needs. Never share it across layers, feature files or settings.
 
     Returns
     -------
@@ -186,7 +193,7 @@ def fit_encoding_model(
     """
     cv = fitting.get("cv", "test_stories")
     folds = outer_folds(dataset, subject, fraction, cv, seed, subjects)
-    designs: dict[str, np.ndarray] = {}
+    designs = {} if designs is None else designs
 
     def design(story: str, n_trs: int) -> np.ndarray:
         key = f"{story}:{n_trs}"
