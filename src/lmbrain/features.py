@@ -32,6 +32,14 @@ Absolute position embeddings (GPT-2, BERT) make a vector depend on where the win
 windowed and per-word vectors are equal only when both windows start at the same token (e.g.
 when the whole story fits in ``C`` tokens). Rotary models (Llama, Gemma) depend only on
 relative positions, up to float rounding.
+
+Memory
+------
+A forward pass returns no hidden states: a forward hook copies the emitted words' rows of each
+requested hidden state as soon as its layer has produced it (:class:`_HiddenStateTaps`, which
+finds those layers once per story and checks them against ``output_hidden_states``) and no
+key/value cache is built. A pass thus holds the model, the activations of the layers in flight
+and the batch's picked rows, not every layer of the batch (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -414,7 +422,13 @@ def _check_layers(layers: Sequence[int], n_layers: int) -> list[int]:
 
 
 def _run_windows(model, story, windows, layers, batch_size, device, add_suffix, progress, desc):
-    """Run the windows in batches and gather each emitted word's hidden states."""
+    """Run the windows in batches and gather each emitted word's hidden states.
+
+    Each hidden state's rows are taken as the layer produces it (:class:`_HiddenStateTaps`), so
+    a batch never holds more than the layers in flight; models whose hidden states cannot be
+    located that way fall back to ``output_hidden_states=True`` (every layer of the batch held
+    until the pass ends).
+    """
     import torch
     from tqdm.auto import tqdm
 
@@ -430,20 +444,255 @@ def _run_windows(model, story, windows, layers, batch_size, device, add_suffix, 
     jobs = [_window_job(story, w, add_suffix) for w in windows]
     batches = [jobs[i : i + batch_size] for i in range(0, len(jobs), batch_size)]
     pad_id = _pad_id(model, story)
+    kwargs = _forward_kwargs(model)
+    probe = jobs[0][0]
+    probe_ids, probe_mask = _pad_batch([probe[:8], probe[:5]], pad_id, device)
     with torch.inference_mode():
-        for batch in tqdm(batches, desc=desc, unit="batch", disable=not progress):
-            input_ids, mask = _pad_batch([job[0] for job in batch], pad_id, device)
-            states = model(
-                input_ids=input_ids, attention_mask=mask, output_hidden_states=True
-            ).hidden_states
-            rows = torch.cat([torch.full((len(j[2]),), b) for b, j in enumerate(batch)])
-            cols = torch.cat([torch.as_tensor(j[2]) for j in batch])
-            words = np.concatenate([j[1] for j in batch])
-            for layer in layers:
-                state = states[layer]  # with a device_map, layers may sit on several devices
-                picked = state[rows.to(state.device), cols.to(state.device)]
-                out[layer][words] = picked.float().cpu().numpy()
+        taps = _HiddenStateTaps(model, layers, probe_ids, probe_mask, kwargs)
+        with taps:
+            for batch in tqdm(batches, desc=desc, unit="batch", disable=not progress):
+                input_ids, mask = _pad_batch([job[0] for job in batch], pad_id, device)
+                rows = torch.cat([torch.full((len(j[2]),), b) for b, j in enumerate(batch)])
+                cols = torch.cat([torch.as_tensor(j[2]) for j in batch])
+                words = np.concatenate([j[1] for j in batch])
+                if taps.run(input_ids, mask, rows, cols, words, out):
+                    continue
+                states = model(
+                    input_ids=input_ids, attention_mask=mask, output_hidden_states=True, **kwargs
+                ).hidden_states
+                index = _RowIndex(rows, cols)
+                for layer in layers:
+                    _write(out[layer], index.take(states[layer]), words)
+                del states
     return out
+
+
+class _RowIndex:
+    """``state[rows, cols]`` with the indices copied once to each device that holds a layer."""
+
+    def __init__(self, rows, cols):
+        self._on = {rows.device: (rows, cols)}
+
+    def take(self, state):
+        """The rows of ``state`` (batch, tokens, hidden), on its device: a copy."""
+        if state.device not in self._on:
+            rows, cols = next(iter(self._on.values()))
+            self._on[state.device] = (rows.to(state.device), cols.to(state.device))
+        rows, cols = self._on[state.device]
+        return state[rows, cols]
+
+
+def _write(out, picked, words) -> None:
+    """``out[words] = picked`` as float32; ``words`` increase (a contiguous run: one slice)."""
+    if not len(words):
+        return
+    picked = picked.float().cpu().numpy().astype(out.dtype, copy=False)
+    if words[-1] - words[0] + 1 == len(words):
+        out[int(words[0]) : int(words[-1]) + 1] = picked
+    else:
+        out[words] = picked
+
+
+def _forward_kwargs(model) -> dict:
+    """``use_cache=False`` where the model takes it.
+
+    Otherwise a decoder builds a key/value cache of every layer during the pass (135 MiB for
+    SmolLM2-135M at 8 windows of 384 tokens) that nothing reads.
+    """
+    import inspect
+
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"use_cache": False} if "use_cache" in parameters else {}
+
+
+def _output_tensors(value) -> list[tuple]:
+    """``(key, tensor)`` pairs of a module output: itself, a tuple's items or a dict's values."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return [(None, value)]
+    if isinstance(value, (tuple, list)):
+        return [(i, v) for i, v in enumerate(value) if isinstance(v, torch.Tensor)]
+    if isinstance(value, Mapping):
+        return [(k, v) for k, v in value.items() if isinstance(v, torch.Tensor)]
+    return []
+
+
+def _input_tensors(args, kwargs) -> list[tuple]:
+    """``(position or name, tensor)`` pairs of a module's positional and keyword inputs."""
+    import torch
+
+    pairs = list(enumerate(args)) + list(kwargs.items())
+    return [(k, v) for k, v in pairs if isinstance(v, torch.Tensor)]
+
+
+def _pick(kind: str, key, args, kwargs, output):
+    if kind == "out":
+        for k, v in _output_tensors(output):
+            if k == key:
+                return v
+        return None
+    return kwargs.get(key) if isinstance(key, str) else args[key] if key < len(args) else None
+
+
+class _HiddenStateTaps:
+    """Gather the requested hidden states' rows with forward hooks, as the layers produce them.
+
+    ``output_hidden_states=True`` keeps every layer's hidden states of the whole batch until
+    the pass ends (209 MiB for SmolLM2-135M at 8 x 384 tokens, 31 states). Instead, a probe
+    pass on a tiny padded input finds, for each hidden state ``i``, the module call that
+    produces that very tensor object (``hidden_states[i] is`` a module's output, or failing
+    that a module's input: e.g. layer 0's input when the embeddings are scaled outside a
+    module), and checks that its values at that moment equal the returned ones (nothing
+    modifies it in place later). Which module that is depends on the architecture and the
+    transformers version: the last hidden state is the final norm's output in Llama or GPT-2
+    but the last block's in BERT; ALBERT runs one shared block repeatedly, hence the call count.
+
+    A batch that does not call the tapped modules as the probe did is reported by
+    :meth:`run` returning False; the caller then runs it with ``output_hidden_states``.
+    Models where the probe fails use that path for every batch.
+    """
+
+    def __init__(self, model, layers, probe_ids, probe_mask, kwargs):
+        self.model = model
+        self.layers = list(layers)
+        self.kwargs = kwargs
+        self._batch = None
+        self._handles = []
+        self._warned = False
+        self.taps = self._locate(probe_ids, probe_mask)
+        if self.taps is None:
+            self._warn("the hidden states of this model could not be located")
+
+    def _locate(self, ids, mask) -> dict | None:
+        """``{module name: [(call, kind, key, hidden-state index)]}`` and the calls per module."""
+        import torch
+
+        shape = tuple(ids.shape)
+        seen, calls, handles = [], {}, []
+
+        def hook(name):
+            def record(module, args, kwargs, output):
+                call = calls[name] = calls.get(name, -1) + 1
+                for kind, pairs in (
+                    ("out", _output_tensors(output)),
+                    ("in", _input_tensors(args, kwargs)),
+                ):
+                    for key, t in pairs:
+                        if t.dim() == 3 and tuple(t.shape[:2]) == shape:
+                            seen.append((name, call, kind, key, t, t.detach().clone()))
+
+            return record
+
+        for name, module in self.model.named_modules():
+            if name:
+                handles.append(module.register_forward_hook(hook(name), with_kwargs=True))
+        try:
+            states = self.model(
+                input_ids=ids, attention_mask=mask, output_hidden_states=True, **self.kwargs
+            ).hidden_states
+        finally:
+            for handle in handles:
+                handle.remove()
+        if states is None or max(self.layers) >= len(states):
+            return None
+        taps = {}
+        for layer in self.layers:
+            state = states[layer]
+            # the very tensor, else one with the same memory and layout (GPT-2 returns a view
+            # of ln_f's output); outputs before inputs
+            found = [r for r in seen if r[4] is state] or [r for r in seen if _same(r[4], state)]
+            found = [r for r in found if r[2] == "out"] or found
+            if not found or not torch.equal(found[0][5], state):
+                return None
+            name, call, kind, key = found[0][:4]
+            taps.setdefault(name, []).append((call, kind, key, layer))
+        self.n_calls = {name: calls[name] + 1 for name in taps}
+        return taps
+
+    def __enter__(self):
+        for name, module in self.model.named_modules():
+            if self.taps and name in self.taps:
+                self._handles.append(
+                    module.register_forward_hook(self._hook(name), with_kwargs=True)
+                )
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        return False
+
+    def _hook(self, name):
+        def gather(module, args, kwargs, output):
+            batch = self._batch
+            if batch is None:
+                return
+            call = batch["calls"][name] = batch["calls"].get(name, -1) + 1
+            for want, kind, key, layer in self.taps[name]:
+                if want != call:
+                    continue
+                state = _pick(kind, key, args, kwargs, output)
+                if state is None or state.dim() != 3 or tuple(state.shape[:2]) != batch["shape"]:
+                    raise _TapMissed
+                # the rows only, left on the device: no synchronisation inside the pass
+                batch["picked"][layer] = batch["index"].take(state)
+
+        return gather
+
+    def _warn(self, why: str) -> None:
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"{why}; running with output_hidden_states instead (every layer of a batch "
+                "held until the pass ends: more memory, same features)",
+                stacklevel=4,
+            )
+
+    def run(self, input_ids, mask, rows, cols, words, out) -> bool:
+        """Run one batch, storing ``out[layer][words]``; False if the taps did not all fire."""
+        if not self.taps:
+            return False
+        batch = self._batch = {
+            "calls": {},
+            "picked": {},
+            "shape": tuple(input_ids.shape),
+            "index": _RowIndex(rows.to(input_ids.device), cols.to(input_ids.device)),
+        }
+        try:
+            self.model(input_ids=input_ids, attention_mask=mask, **self.kwargs)
+            ok = set(batch["picked"]) == set(self.layers) and all(
+                batch["calls"].get(name) == n - 1 for name, n in self.n_calls.items()
+            )
+        except _TapMissed:
+            ok = False
+        finally:
+            self._batch = None
+        if not ok:
+            self._warn("a batch did not call the modules that produce the hidden states")
+            return False
+        for layer, picked in batch["picked"].items():
+            _write(out[layer], picked, words)
+        return True
+
+
+def _same(a, b) -> bool:
+    """Whether two tensors view the same memory with the same layout (hence the same values)."""
+    return (
+        a.device == b.device
+        and a.dtype == b.dtype
+        and a.data_ptr() == b.data_ptr()
+        and a.shape == b.shape
+        and a.stride() == b.stride()
+    )
+
+
+class _TapMissed(Exception):
+    """A tapped module call did not produce the expected hidden state."""
 
 
 def _window_job(story: TokenizedStory, window: tuple, add_suffix: bool):
