@@ -32,9 +32,10 @@ info.update(
     }
 )
 log.info("features %s: %s", snakemake.wildcards.feature, info)
+# word features go to disk window batch by window batch, speech features story by story
 with FeatureWriter(snakemake.output[0], info, storage_dtype=spec["storage_dtype"]) as writer:
     for story in dataset.stories:
-        times, feats = extract_story_features(
+        _, feats = extract_story_features(
             dataset,
             story,
             model,
@@ -46,9 +47,7 @@ with FeatureWriter(snakemake.output[0], info, storage_dtype=spec["storage_dtype"
             audio_context_s=spec.get("audio_context_s", 16.0),
             audio_stride_s=spec.get("audio_stride_s", 0.1),
             device=str(next(model.parameters()).device),
+            writer=writer,
         )
-        for layer, array in feats.items():
-            writer.add(story, layer, array)
-        if times is not None:
-            writer.add_times(story, times)
         log.info("%s: %d rows", story, len(next(iter(feats.values()))))
+        del feats

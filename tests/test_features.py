@@ -326,6 +326,24 @@ def test_taps_follow_shared_blocks_and_scaled_embeddings(family):
     assert not np.array_equal(out[0], out[3])
 
 
+def test_features_stream_into_hdf5_datasets(loaded, tmp_path):
+    model, tok = loaded["llama"]
+    kw = {"context_tokens": 9, "batch_size": 2, "progress": False}
+    words = ["", *WORDS[:60]]  # an empty first word stays zero
+    want = extract_word_features(model, tok, words, [0, 2], **kw)
+    for dtype in ("float32", "float16"):
+        path = tmp_path / f"{dtype}.h5"
+        with FeatureWriter(path, {}, storage_dtype=dtype) as writer:
+            out = {layer: writer.empty("s", layer, (len(words), 32)) for layer in (0, 2)}
+            extract_word_features(model, tok, words, [0, 2], out=out, **kw)
+        for layer in (0, 2):
+            got = read_features(path, "s", layer)
+            np.testing.assert_array_equal(got, want[layer].astype(dtype).astype(np.float32))
+            np.testing.assert_array_equal(got[0], 0)
+    with pytest.raises(ValueError, match="shape"):
+        extract_word_features(model, tok, words, [0], out={0: np.zeros((3, 32))}, **kw)
+
+
 # ---------------------------------------------------------------------------------------------
 # HDF5 feature files
 

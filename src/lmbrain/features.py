@@ -37,9 +37,11 @@ Memory
 ------
 A forward pass returns no hidden states: a forward hook copies the emitted words' rows of each
 requested hidden state as soon as its layer has produced it (:class:`_HiddenStateTaps`, which
-finds those layers once per story and checks them against ``output_hidden_states``) and no
-key/value cache is built. A pass thus holds the model, the activations of the layers in flight
-and the batch's picked rows, not every layer of the batch (BENCHMARKS.md).
+finds those layers once per story and checks them against ``output_hidden_states``), no
+key/value cache is built, and with ``out`` (HDF5 datasets, see :meth:`FeatureWriter.empty`) the
+rows go to disk window batch by window batch. An extraction thus holds the model, the
+activations of the layers in flight and the batch's picked rows, not every layer of the batch
+nor the story's output (BENCHMARKS.md, *Feature extraction memory*).
 """
 
 from __future__ import annotations
@@ -238,6 +240,7 @@ def extract_word_features(
     device: str | None = None,
     progress: bool = True,
     causal: bool | None = None,
+    out: Mapping[int, np.ndarray] | None = None,
 ) -> dict[int, np.ndarray]:
     """Hidden states at each word's last token, from overlapping causal windows.
 
@@ -266,11 +269,17 @@ def extract_word_features(
     causal : bool, optional
         Override the causality probe (:func:`is_causal`); non-causal models get one window
         per word.
+    out : mapping of int -> array-like, optional
+        Zero-filled ``(n_words, hidden_size)`` arrays, one per layer, to write each window
+        batch's rows into as they are computed, e.g. HDF5 datasets from
+        :meth:`FeatureWriter.empty`, so that a story's features never sit in memory whatever
+        its length. Default: new float32 arrays.
 
     Returns
     -------
     dict of int -> ndarray, shape (n_words, hidden_size), float32
-        Words before the first token (empty words at the story start) are zero.
+        Words before the first token (empty words at the story start) are zero. ``out``
+        when given.
     """
     if stride_tokens is not None and stride_tokens < 1:
         raise ValueError(f"stride_tokens must be positive, got {stride_tokens}")
@@ -284,7 +293,7 @@ def extract_word_features(
         _fit_stride(model, story, context_tokens, 0)
         windows = per_word_windows(story.word_last, context_tokens)
     return _run_windows(
-        model, story, windows, layers, batch_size, device, not causal, progress, "features"
+        model, story, windows, layers, batch_size, device, not causal, progress, "features", out
     )
 
 
@@ -301,6 +310,7 @@ def extract_story_features(
     audio_context_s: float = 16.0,
     audio_stride_s: float = 0.1,
     device: str = "cpu",
+    writer: FeatureWriter | None = None,
 ) -> tuple[np.ndarray | None, dict[int, np.ndarray]]:
     """Features of one story: per word for a language model, per time window for speech.
 
@@ -318,26 +328,37 @@ def extract_story_features(
     audio_context_s, audio_stride_s : float
         See :func:`lmbrain.audio.extract_audio_features`.
     device : str
+    writer : FeatureWriter, optional
+        Where to write the story (``/<story>/layer_<L>``, and ``times`` for speech). Word
+        features are written window batch by window batch as they are computed, so they never
+        sit in memory whatever the story's length; speech features once computed.
 
     Returns
     -------
     times : numpy.ndarray or None
         Window end times for speech models; None for word features.
     features : dict
-        ``layer -> (n_rows, hidden)``.
+        ``layer -> (n_rows, hidden)``: arrays, or with a ``writer`` the word features' HDF5
+        datasets (readable while the writer is open).
     """
     from lmbrain.audio import is_audio_config
 
     if not is_audio_config(model.config):
+        words = dataset.words(story).words
+        out = None
+        if writer is not None:
+            shape = (len(words), model.get_input_embeddings().weight.shape[1])
+            out = {layer: writer.empty(story, layer, shape) for layer in layers}
         feats = extract_word_features(
             model,
             processor,
-            dataset.words(story).words,
+            words,
             layers,
             context_tokens=context_tokens,
             stride_tokens=stride_tokens,
             batch_size=batch_size,
             device=device,
+            out=out,
         )
         return None, feats
     from lmbrain.audio import extract_audio_features, read_wav
@@ -345,7 +366,7 @@ def extract_story_features(
     if not hasattr(dataset, "audio_path"):
         raise ValueError(f"the {type(dataset).__name__} format has no recordings for speech models")
     waveform, rate = read_wav(dataset.audio_path(story))
-    return extract_audio_features(
+    times, feats = extract_audio_features(
         model,
         processor,
         waveform,
@@ -356,6 +377,11 @@ def extract_story_features(
         batch_size=batch_size,
         device=device,
     )
+    if writer is not None:
+        for layer, array in feats.items():
+            writer.add(story, layer, array)
+        writer.add_times(story, times)
+    return times, feats
 
 
 def extract_word_features_naive(
@@ -421,8 +447,10 @@ def _check_layers(layers: Sequence[int], n_layers: int) -> list[int]:
     return layers
 
 
-def _run_windows(model, story, windows, layers, batch_size, device, add_suffix, progress, desc):
-    """Run the windows in batches and gather each emitted word's hidden states.
+def _run_windows(
+    model, story, windows, layers, batch_size, device, add_suffix, progress, desc, out=None
+):
+    """Run the windows in batches and gather each emitted word's hidden states into ``out``.
 
     Each hidden state's rows are taken as the layer produces it (:class:`_HiddenStateTaps`), so
     a batch never holds more than the layers in flight; models whose hidden states cannot be
@@ -438,7 +466,11 @@ def _run_windows(model, story, windows, layers, batch_size, device, add_suffix, 
     layers = _check_layers(layers, n_layers if n_layers is not None else max(layers, default=0))
     device = torch.device(device) if device else next(model.parameters()).device
     hidden = model.get_input_embeddings().weight.shape[1]
-    out = {layer: np.zeros((len(story.word_last), hidden), dtype=np.float32) for layer in layers}
+    shape = (len(story.word_last), hidden)
+    if out is None:
+        out = {layer: np.zeros(shape, dtype=np.float32) for layer in layers}
+    elif any(tuple(out[layer].shape) != shape for layer in layers):
+        raise ValueError(f"out arrays must have shape {shape} for layers {layers}")
     if not len(story.ids) or not layers:
         return out
     jobs = [_window_job(story, w, add_suffix) for w in windows]
@@ -483,7 +515,11 @@ class _RowIndex:
 
 
 def _write(out, picked, words) -> None:
-    """``out[words] = picked`` as float32; ``words`` increase (a contiguous run: one slice)."""
+    """``out[words] = picked`` as float32, then ``out``'s dtype (float16 storage).
+
+    ``words`` increase; a contiguous run (always, for a story's windows) is written as one
+    slice, which an HDF5 dataset takes as one block.
+    """
     if not len(words):
         return
     picked = picked.float().cpu().numpy().astype(out.dtype, copy=False)
@@ -792,6 +828,20 @@ class FeatureWriter:
             raise ValueError(f"features must be 2-D (n_words, hidden), got shape {array.shape}")
         self._file.create_dataset(
             _dataset_name(story, layer), data=array.astype(self.storage_dtype)
+        )
+
+    def empty(self, story: str, layer: int, shape: tuple[int, int]):
+        """A zero-filled (n_words, hidden) dataset of one story and layer, to fill by rows.
+
+        Returns the ``h5py.Dataset`` (``storage_dtype``); write float32 rows into it with
+        slices or increasing indices (:func:`extract_word_features`'s ``out``).
+        """
+        if self._file is None:
+            raise RuntimeError("FeatureWriter.empty outside its `with` block")
+        if len(shape) != 2:
+            raise ValueError(f"features must be 2-D (n_words, hidden), got shape {shape}")
+        return self._file.create_dataset(
+            _dataset_name(story, layer), shape=tuple(shape), dtype=self.storage_dtype, fillvalue=0
         )
 
     def add_times(self, story: str, times: np.ndarray) -> None:
