@@ -4,13 +4,15 @@ from lmbrain.config import validate_config
 from lmbrain.datasets import open_dataset
 from lmbrain.features import FeatureWriter, extract_story_features
 from lmbrain.models import load_model
-from lmbrain.scripting import start
+from lmbrain.scripting import fix_mmap_threshold, start
 
 log = start(snakemake)
+run = validate_config(snakemake.config)["features"]  # execution settings, not tracked
+if run["fixed_mmap_threshold"]:
+    fix_mmap_threshold()  # freed activations go back to the system at once (lower peak memory)
 import torch  # noqa: E402 - after the thread caps
 
 torch.set_num_threads(int(snakemake.threads))
-run = validate_config(snakemake.config)["features"]  # execution settings, not tracked
 params = snakemake.params
 spec = params.spec  # what determines the features (lmbrain.features.feature_spec)
 dataset = open_dataset(params.root, params.format, params.options)

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import warnings
 
 import numpy as np
@@ -342,6 +343,40 @@ def test_features_stream_into_hdf5_datasets(loaded, tmp_path):
             np.testing.assert_array_equal(got[0], 0)
     with pytest.raises(ValueError, match="shape"):
         extract_word_features(model, tok, words, [0], out={0: np.zeros((3, 32))}, **kw)
+
+
+def test_fix_mmap_threshold_maps_large_blocks_after_a_large_free():
+    """glibc's dynamic threshold moves large blocks into the heap after a large free."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    code = """
+import ctypes, sys
+from lmbrain.scripting import fix_mmap_threshold
+fixed = fix_mmap_threshold() if sys.argv[1] == "fix" else None
+libc = ctypes.CDLL(None)
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in "a b c d hblkhd f g h i j".split()]
+libc.mallinfo2.restype = Info
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+libc.free(libc.malloc(16 << 20))  # raises the dynamic threshold to 16 MiB
+before = libc.mallinfo2().hblkhd
+block = libc.malloc(4 << 20)
+print(fixed, libc.mallinfo2().hblkhd - before >= 4 << 20)
+"""
+    env = {k: v for k, v in os.environ.items() if "MALLOC" not in k and k != "GLIBC_TUNABLES"}
+    run = [sys.executable, "-c", code]
+    fixed = subprocess.run([*run, "fix"], capture_output=True, text=True, env=env, check=True)
+    dynamic = subprocess.run([*run, "no"], capture_output=True, text=True, env=env, check=True)
+    assert fixed.stdout.split() == ["True", "True"]
+    assert dynamic.stdout.split() == ["None", "False"]
+    env["MALLOC_MMAP_THRESHOLD_"] = str(64 << 20)  # the user's choice wins
+    mine = subprocess.run([*run, "fix"], capture_output=True, text=True, env=env, check=True)
+    assert mine.stdout.split() == ["False", "False"]
 
 
 # ---------------------------------------------------------------------------------------------
