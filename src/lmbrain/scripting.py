@@ -54,7 +54,7 @@ def fix_mmap_threshold(threshold: int = 1 << 20) -> bool:
     By default glibc raises this threshold (up to 32 MiB) each time it frees a block it had
     mapped, so that a model's activations (MiB-sized tensors, allocated and freed layer after
     layer) soon come from the heap, where freed memory stays resident in holes and in the
-    heap's top padding: for SmolLM2-135M on the CPU, 100-120 MiB more at the peak of a feature
+    heap's top padding: for SmolLM2-135M on the CPU, 70-110 MiB more at the peak of a feature
     extraction than with a fixed threshold (BENCHMARKS.md). With a fixed threshold each freed
     tensor goes back to the system at once; the cost is system time to map fresh zeroed pages,
     about a third more CPU time for that extraction.
