@@ -4,13 +4,15 @@ from lmbrain.config import validate_config
 from lmbrain.datasets import open_dataset
 from lmbrain.features import FeatureWriter, extract_story_features
 from lmbrain.models import load_model
-from lmbrain.scripting import start
+from lmbrain.scripting import fix_mmap_threshold, start
 
 log = start(snakemake)
+run = validate_config(snakemake.config)["features"]  # execution settings, not tracked
+if run["fixed_mmap_threshold"]:
+    fix_mmap_threshold()  # freed activations go back to the system at once (lower peak memory)
 import torch  # noqa: E402 - after the thread caps
 
 torch.set_num_threads(int(snakemake.threads))
-run = validate_config(snakemake.config)["features"]  # execution settings, not tracked
 params = snakemake.params
 spec = params.spec  # what determines the features (lmbrain.features.feature_spec)
 dataset = open_dataset(params.root, params.format, params.options)
@@ -32,9 +34,10 @@ info.update(
     }
 )
 log.info("features %s: %s", snakemake.wildcards.feature, info)
+# word features go to disk window batch by window batch, speech features story by story
 with FeatureWriter(snakemake.output[0], info, storage_dtype=spec["storage_dtype"]) as writer:
     for story in dataset.stories:
-        times, feats = extract_story_features(
+        _, feats = extract_story_features(
             dataset,
             story,
             model,
@@ -46,9 +49,7 @@ with FeatureWriter(snakemake.output[0], info, storage_dtype=spec["storage_dtype"
             audio_context_s=spec.get("audio_context_s", 16.0),
             audio_stride_s=spec.get("audio_stride_s", 0.1),
             device=str(next(model.parameters()).device),
+            writer=writer,
         )
-        for layer, array in feats.items():
-            writer.add(story, layer, array)
-        if times is not None:
-            writer.add_times(story, times)
         log.info("%s: %d rows", story, len(next(iter(feats.values()))))
+        del feats

@@ -2,6 +2,8 @@
 
 import importlib.util
 import json
+import os
+import warnings
 
 import numpy as np
 import pytest
@@ -203,6 +205,178 @@ def test_bad_layers_and_context_raise(loaded):
             model, tok, long_story, [1], context_tokens=500, stride_tokens=100, progress=False
         )
     assert feats[1].shape == (len(long_story), 32)
+
+
+# ---------------------------------------------------------------------------------------------
+# memory: hidden states taken layer by layer, no key/value cache
+
+
+def _spy_forward(model, monkeypatch):
+    """Record the keyword arguments and input shape of every call of ``model``."""
+    import functools
+
+    calls = []
+    forward = model.forward
+
+    @functools.wraps(forward)  # keeps the signature (use_cache detection)
+    def spy(*args, **kwargs):
+        calls.append({**kwargs, "shape": tuple(kwargs["input_ids"].shape)})
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", spy)
+    return calls
+
+
+def _tuple_only(monkeypatch):
+    """Force the ``output_hidden_states=True`` path (the taps find nothing)."""
+    from lmbrain import features
+
+    monkeypatch.setattr(features._HiddenStateTaps, "_locate", lambda self, ids, mask: None)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_layer_by_layer_equals_output_hidden_states(loaded, arch, monkeypatch):
+    model, tok = loaded[arch]
+    kw = {"context_tokens": 9, "stride_tokens": 4, "batch_size": 3, "progress": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the taps must be found for these architectures
+        calls = _spy_forward(model, monkeypatch)
+        taps = extract_word_features(model, tok, WORDS, [0, 1, 2], **kw)
+    # only the tiny probe asks for every hidden state; no pass builds a key/value cache
+    calls = [c for c in calls if "attention_mask" in c]  # not the causality probe's
+    probes = [c for c in calls if c.get("output_hidden_states")]
+    assert len(probes) == 1 and probes[0]["shape"][1] <= 8
+    assert len(calls) > 3
+    assert all(c.get("use_cache") is False for c in calls)
+    _tuple_only(monkeypatch)
+    with pytest.warns(UserWarning, match="could not be located"):
+        full = extract_word_features(model, tok, WORDS, [0, 1, 2], **kw)
+    for layer in (0, 1, 2):  # 2 = after the final norm (GPT-2, Llama), the last block (BERT)
+        np.testing.assert_array_equal(taps[layer], full[layer])
+        assert np.abs(taps[layer]).max() > 0
+
+
+def test_a_subset_of_layers_is_the_same_as_all(loaded):
+    model, tok = loaded["llama"]
+    kw = {"context_tokens": 9, "progress": False}
+    every = extract_word_features(model, tok, WORDS, [0, 1, 2], **kw)
+    last = extract_word_features(model, tok, WORDS, [2], **kw)
+    assert list(last) == [2]
+    np.testing.assert_array_equal(last[2], every[2])
+
+
+def test_a_batch_the_taps_miss_is_run_with_output_hidden_states(loaded, monkeypatch):
+    from lmbrain import features
+
+    model, tok = loaded["gpt2"]
+    kw = {"context_tokens": 9, "batch_size": 4, "progress": False}
+    want = extract_word_features(model, tok, WORDS, [1, 2], **kw)
+    locate = features._HiddenStateTaps._locate
+
+    def wrong_calls(self, ids, mask):
+        taps = locate(self, ids, mask)
+        self.n_calls = {name: n + 1 for name, n in self.n_calls.items()}  # expect one more
+        return taps
+
+    monkeypatch.setattr(features._HiddenStateTaps, "_locate", wrong_calls)
+    calls = _spy_forward(model, monkeypatch)
+    with pytest.warns(UserWarning, match="did not call the modules"):
+        got = extract_word_features(model, tok, WORDS, [1, 2], **kw)
+    assert sum(bool(c.get("output_hidden_states")) for c in calls) > 1
+    for layer in (1, 2):
+        np.testing.assert_array_equal(got[layer], want[layer])
+
+
+@pytest.mark.parametrize("family", ["albert", "gemma"])
+def test_taps_follow_shared_blocks_and_scaled_embeddings(family):
+    """ALBERT runs one block repeatedly; Gemma scales its embeddings."""
+    import torch
+    import transformers as tf
+
+    from lmbrain.features import _forward_kwargs, _HiddenStateTaps
+
+    torch.manual_seed(0)
+    if family == "albert":
+        config = tf.AlbertConfig(
+            vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=3,
+            num_attention_heads=2, intermediate_size=37, max_position_embeddings=64,
+        )  # fmt: skip
+        model = tf.AlbertModel(config).eval()
+    else:
+        config = tf.GemmaConfig(
+            vocab_size=100, hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+            num_key_value_heads=1, head_dim=16, intermediate_size=37, max_position_embeddings=64,
+        )  # fmt: skip
+        model = tf.GemmaModel(config).eval()
+    layers = [0, 1, 2, 3]
+    ids = torch.randint(3, 100, (3, 11))
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    rows = torch.tensor([0, 0, 1, 2, 2])
+    cols = torch.tensor([3, 10, 6, 0, 9])
+    words = np.arange(5)
+    out = {layer: np.zeros((5, 32), dtype=np.float32) for layer in layers}
+    with torch.inference_mode():
+        taps = _HiddenStateTaps(model, layers, ids[:2, :8], mask[:2, :8], _forward_kwargs(model))
+        assert taps.taps is not None
+        with taps:
+            assert taps.run(ids, mask, rows, cols, words, out)
+        states = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    for layer in layers:
+        np.testing.assert_array_equal(out[layer], states[layer][rows, cols].numpy())
+    assert not np.array_equal(out[0], out[3])
+
+
+def test_features_stream_into_hdf5_datasets(loaded, tmp_path):
+    model, tok = loaded["llama"]
+    kw = {"context_tokens": 9, "batch_size": 2, "progress": False}
+    words = ["", *WORDS[:60]]  # an empty first word stays zero
+    want = extract_word_features(model, tok, words, [0, 2], **kw)
+    for dtype in ("float32", "float16"):
+        path = tmp_path / f"{dtype}.h5"
+        with FeatureWriter(path, {}, storage_dtype=dtype) as writer:
+            out = {layer: writer.empty("s", layer, (len(words), 32)) for layer in (0, 2)}
+            extract_word_features(model, tok, words, [0, 2], out=out, **kw)
+        for layer in (0, 2):
+            got = read_features(path, "s", layer)
+            np.testing.assert_array_equal(got, want[layer].astype(dtype).astype(np.float32))
+            np.testing.assert_array_equal(got[0], 0)
+    with pytest.raises(ValueError, match="shape"):
+        extract_word_features(model, tok, words, [0], out={0: np.zeros((3, 32))}, **kw)
+
+
+def test_fix_mmap_threshold_maps_large_blocks_after_a_large_free():
+    """glibc's dynamic threshold moves large blocks into the heap after a large free."""
+    import platform
+    import subprocess
+    import sys
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    code = """
+import ctypes, sys
+from lmbrain.scripting import fix_mmap_threshold
+fixed = fix_mmap_threshold() if sys.argv[1] == "fix" else None
+libc = ctypes.CDLL(None)
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in "a b c d hblkhd f g h i j".split()]
+libc.mallinfo2.restype = Info
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+libc.free(libc.malloc(16 << 20))  # raises the dynamic threshold to 16 MiB
+before = libc.mallinfo2().hblkhd
+block = libc.malloc(4 << 20)
+print(fixed, libc.mallinfo2().hblkhd - before >= 4 << 20)
+"""
+    env = {k: v for k, v in os.environ.items() if "MALLOC" not in k and k != "GLIBC_TUNABLES"}
+    run = [sys.executable, "-c", code]
+    fixed = subprocess.run([*run, "fix"], capture_output=True, text=True, env=env, check=True)
+    dynamic = subprocess.run([*run, "no"], capture_output=True, text=True, env=env, check=True)
+    assert fixed.stdout.split() == ["True", "True"]
+    assert dynamic.stdout.split() == ["None", "False"]
+    env["MALLOC_MMAP_THRESHOLD_"] = str(64 << 20)  # the user's choice wins
+    mine = subprocess.run([*run, "fix"], capture_output=True, text=True, env=env, check=True)
+    assert mine.stdout.split() == ["False", "False"]
 
 
 # ---------------------------------------------------------------------------------------------

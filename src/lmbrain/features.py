@@ -32,6 +32,16 @@ Absolute position embeddings (GPT-2, BERT) make a vector depend on where the win
 windowed and per-word vectors are equal only when both windows start at the same token (e.g.
 when the whole story fits in ``C`` tokens). Rotary models (Llama, Gemma) depend only on
 relative positions, up to float rounding.
+
+Memory
+------
+A forward pass returns no hidden states: a forward hook copies the emitted words' rows of each
+requested hidden state as soon as its layer has produced it (:class:`_HiddenStateTaps`, which
+finds those layers once per story and checks them against ``output_hidden_states``), no
+key/value cache is built, and with ``out`` (HDF5 datasets, see :meth:`FeatureWriter.empty`) the
+rows go to disk window batch by window batch. An extraction thus holds the model, the
+activations of the layers in flight and the batch's picked rows, not every layer of the batch
+nor the story's output (BENCHMARKS.md, *Feature extraction memory*).
 """
 
 from __future__ import annotations
@@ -230,6 +240,7 @@ def extract_word_features(
     device: str | None = None,
     progress: bool = True,
     causal: bool | None = None,
+    out: Mapping[int, np.ndarray] | None = None,
 ) -> dict[int, np.ndarray]:
     """Hidden states at each word's last token, from overlapping causal windows.
 
@@ -258,11 +269,17 @@ def extract_word_features(
     causal : bool, optional
         Override the causality probe (:func:`is_causal`); non-causal models get one window
         per word.
+    out : mapping of int -> array-like, optional
+        Zero-filled ``(n_words, hidden_size)`` arrays, one per layer, to write each window
+        batch's rows into as they are computed, e.g. HDF5 datasets from
+        :meth:`FeatureWriter.empty`, so that a story's features never sit in memory whatever
+        its length. Default: new float32 arrays.
 
     Returns
     -------
     dict of int -> ndarray, shape (n_words, hidden_size), float32
-        Words before the first token (empty words at the story start) are zero.
+        Words before the first token (empty words at the story start) are zero. ``out``
+        when given.
     """
     if stride_tokens is not None and stride_tokens < 1:
         raise ValueError(f"stride_tokens must be positive, got {stride_tokens}")
@@ -276,7 +293,7 @@ def extract_word_features(
         _fit_stride(model, story, context_tokens, 0)
         windows = per_word_windows(story.word_last, context_tokens)
     return _run_windows(
-        model, story, windows, layers, batch_size, device, not causal, progress, "features"
+        model, story, windows, layers, batch_size, device, not causal, progress, "features", out
     )
 
 
@@ -293,6 +310,7 @@ def extract_story_features(
     audio_context_s: float = 16.0,
     audio_stride_s: float = 0.1,
     device: str = "cpu",
+    writer: FeatureWriter | None = None,
 ) -> tuple[np.ndarray | None, dict[int, np.ndarray]]:
     """Features of one story: per word for a language model, per time window for speech.
 
@@ -310,26 +328,37 @@ def extract_story_features(
     audio_context_s, audio_stride_s : float
         See :func:`lmbrain.audio.extract_audio_features`.
     device : str
+    writer : FeatureWriter, optional
+        Where to write the story (``/<story>/layer_<L>``, and ``times`` for speech). Word
+        features are written window batch by window batch as they are computed, so they never
+        sit in memory whatever the story's length; speech features once computed.
 
     Returns
     -------
     times : numpy.ndarray or None
         Window end times for speech models; None for word features.
     features : dict
-        ``layer -> (n_rows, hidden)``.
+        ``layer -> (n_rows, hidden)``: arrays, or with a ``writer`` the word features' HDF5
+        datasets (readable while the writer is open).
     """
     from lmbrain.audio import is_audio_config
 
     if not is_audio_config(model.config):
+        words = dataset.words(story).words
+        out = None
+        if writer is not None:
+            shape = (len(words), model.get_input_embeddings().weight.shape[1])
+            out = {layer: writer.empty(story, layer, shape) for layer in layers}
         feats = extract_word_features(
             model,
             processor,
-            dataset.words(story).words,
+            words,
             layers,
             context_tokens=context_tokens,
             stride_tokens=stride_tokens,
             batch_size=batch_size,
             device=device,
+            out=out,
         )
         return None, feats
     from lmbrain.audio import extract_audio_features, read_wav
@@ -337,7 +366,7 @@ def extract_story_features(
     if not hasattr(dataset, "audio_path"):
         raise ValueError(f"the {type(dataset).__name__} format has no recordings for speech models")
     waveform, rate = read_wav(dataset.audio_path(story))
-    return extract_audio_features(
+    times, feats = extract_audio_features(
         model,
         processor,
         waveform,
@@ -348,6 +377,11 @@ def extract_story_features(
         batch_size=batch_size,
         device=device,
     )
+    if writer is not None:
+        for layer, array in feats.items():
+            writer.add(story, layer, array)
+        writer.add_times(story, times)
+    return times, feats
 
 
 def extract_word_features_naive(
@@ -413,8 +447,16 @@ def _check_layers(layers: Sequence[int], n_layers: int) -> list[int]:
     return layers
 
 
-def _run_windows(model, story, windows, layers, batch_size, device, add_suffix, progress, desc):
-    """Run the windows in batches and gather each emitted word's hidden states."""
+def _run_windows(
+    model, story, windows, layers, batch_size, device, add_suffix, progress, desc, out=None
+):
+    """Run the windows in batches and gather each emitted word's hidden states into ``out``.
+
+    Each hidden state's rows are taken as the layer produces it (:class:`_HiddenStateTaps`), so
+    a batch never holds more than the layers in flight; models whose hidden states cannot be
+    located that way fall back to ``output_hidden_states=True`` (every layer of the batch held
+    until the pass ends).
+    """
     import torch
     from tqdm.auto import tqdm
 
@@ -424,26 +466,269 @@ def _run_windows(model, story, windows, layers, batch_size, device, add_suffix, 
     layers = _check_layers(layers, n_layers if n_layers is not None else max(layers, default=0))
     device = torch.device(device) if device else next(model.parameters()).device
     hidden = model.get_input_embeddings().weight.shape[1]
-    out = {layer: np.zeros((len(story.word_last), hidden), dtype=np.float32) for layer in layers}
+    shape = (len(story.word_last), hidden)
+    if out is None:
+        out = {layer: np.zeros(shape, dtype=np.float32) for layer in layers}
+    elif any(tuple(out[layer].shape) != shape for layer in layers):
+        raise ValueError(f"out arrays must have shape {shape} for layers {layers}")
     if not len(story.ids) or not layers:
         return out
     jobs = [_window_job(story, w, add_suffix) for w in windows]
     batches = [jobs[i : i + batch_size] for i in range(0, len(jobs), batch_size)]
     pad_id = _pad_id(model, story)
+    kwargs = _forward_kwargs(model)
+    probe = jobs[0][0]
+    probe_ids, probe_mask = _pad_batch([probe[:8], probe[:5]], pad_id, device)
     with torch.inference_mode():
-        for batch in tqdm(batches, desc=desc, unit="batch", disable=not progress):
-            input_ids, mask = _pad_batch([job[0] for job in batch], pad_id, device)
-            states = model(
-                input_ids=input_ids, attention_mask=mask, output_hidden_states=True
-            ).hidden_states
-            rows = torch.cat([torch.full((len(j[2]),), b) for b, j in enumerate(batch)])
-            cols = torch.cat([torch.as_tensor(j[2]) for j in batch])
-            words = np.concatenate([j[1] for j in batch])
-            for layer in layers:
-                state = states[layer]  # with a device_map, layers may sit on several devices
-                picked = state[rows.to(state.device), cols.to(state.device)]
-                out[layer][words] = picked.float().cpu().numpy()
+        taps = _HiddenStateTaps(model, layers, probe_ids, probe_mask, kwargs)
+        with taps:
+            for batch in tqdm(batches, desc=desc, unit="batch", disable=not progress):
+                input_ids, mask = _pad_batch([job[0] for job in batch], pad_id, device)
+                rows = torch.cat([torch.full((len(j[2]),), b) for b, j in enumerate(batch)])
+                cols = torch.cat([torch.as_tensor(j[2]) for j in batch])
+                words = np.concatenate([j[1] for j in batch])
+                if taps.run(input_ids, mask, rows, cols, words, out):
+                    continue
+                states = model(
+                    input_ids=input_ids, attention_mask=mask, output_hidden_states=True, **kwargs
+                ).hidden_states
+                index = _RowIndex(rows, cols)
+                for layer in layers:
+                    _write(out[layer], index.take(states[layer]), words)
+                del states
     return out
+
+
+class _RowIndex:
+    """``state[rows, cols]`` with the indices copied once to each device that holds a layer."""
+
+    def __init__(self, rows, cols):
+        self._on = {rows.device: (rows, cols)}
+
+    def take(self, state):
+        """The rows of ``state`` (batch, tokens, hidden), on its device: a copy."""
+        if state.device not in self._on:
+            rows, cols = next(iter(self._on.values()))
+            self._on[state.device] = (rows.to(state.device), cols.to(state.device))
+        rows, cols = self._on[state.device]
+        return state[rows, cols]
+
+
+def _write(out, picked, words) -> None:
+    """``out[words] = picked`` as float32, then ``out``'s dtype (float16 storage).
+
+    ``words`` increase; a contiguous run (always, for a story's windows) is written as one
+    slice, which an HDF5 dataset takes as one block.
+    """
+    if not len(words):
+        return
+    picked = picked.float().cpu().numpy().astype(out.dtype, copy=False)
+    if words[-1] - words[0] + 1 == len(words):
+        out[int(words[0]) : int(words[-1]) + 1] = picked
+    else:
+        out[words] = picked
+
+
+def _forward_kwargs(model) -> dict:
+    """``use_cache=False`` where the model takes it.
+
+    Otherwise a decoder builds a key/value cache of every layer during the pass (135 MiB for
+    SmolLM2-135M at 8 windows of 384 tokens) that nothing reads.
+    """
+    import inspect
+
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {"use_cache": False} if "use_cache" in parameters else {}
+
+
+def _output_tensors(value) -> list[tuple]:
+    """``(key, tensor)`` pairs of a module output: itself, a tuple's items or a dict's values."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return [(None, value)]
+    if isinstance(value, (tuple, list)):
+        return [(i, v) for i, v in enumerate(value) if isinstance(v, torch.Tensor)]
+    if isinstance(value, Mapping):
+        return [(k, v) for k, v in value.items() if isinstance(v, torch.Tensor)]
+    return []
+
+
+def _input_tensors(args, kwargs) -> list[tuple]:
+    """``(position or name, tensor)`` pairs of a module's positional and keyword inputs."""
+    import torch
+
+    pairs = list(enumerate(args)) + list(kwargs.items())
+    return [(k, v) for k, v in pairs if isinstance(v, torch.Tensor)]
+
+
+def _pick(kind: str, key, args, kwargs, output):
+    if kind == "out":
+        for k, v in _output_tensors(output):
+            if k == key:
+                return v
+        return None
+    return kwargs.get(key) if isinstance(key, str) else args[key] if key < len(args) else None
+
+
+class _HiddenStateTaps:
+    """Gather the requested hidden states' rows with forward hooks, as the layers produce them.
+
+    ``output_hidden_states=True`` keeps every layer's hidden states of the whole batch until
+    the pass ends (209 MiB for SmolLM2-135M at 8 x 384 tokens, 31 states). Instead, a probe
+    pass on a tiny padded input finds, for each hidden state ``i``, the module call that
+    produces that very tensor object (``hidden_states[i] is`` a module's output, or failing
+    that a module's input: e.g. layer 0's input when the embeddings are scaled outside a
+    module), and checks that its values at that moment equal the returned ones (nothing
+    modifies it in place later). Which module that is depends on the architecture and the
+    transformers version: the last hidden state is the final norm's output in Llama or GPT-2
+    but the last block's in BERT; ALBERT runs one shared block repeatedly, hence the call count.
+
+    A batch that does not call the tapped modules as the probe did is reported by
+    :meth:`run` returning False; the caller then runs it with ``output_hidden_states``.
+    Models where the probe fails use that path for every batch.
+    """
+
+    def __init__(self, model, layers, probe_ids, probe_mask, kwargs):
+        self.model = model
+        self.layers = list(layers)
+        self.kwargs = kwargs
+        self._batch = None
+        self._handles = []
+        self._warned = False
+        self.taps = self._locate(probe_ids, probe_mask)
+        if self.taps is None:
+            self._warn("the hidden states of this model could not be located")
+
+    def _locate(self, ids, mask) -> dict | None:
+        """``{module name: [(call, kind, key, hidden-state index)]}`` and the calls per module."""
+        import torch
+
+        shape = tuple(ids.shape)
+        seen, calls, handles = [], {}, []
+
+        def hook(name):
+            def record(module, args, kwargs, output):
+                call = calls[name] = calls.get(name, -1) + 1
+                for kind, pairs in (
+                    ("out", _output_tensors(output)),
+                    ("in", _input_tensors(args, kwargs)),
+                ):
+                    for key, t in pairs:
+                        if t.dim() == 3 and tuple(t.shape[:2]) == shape:
+                            seen.append((name, call, kind, key, t, t.detach().clone()))
+
+            return record
+
+        for name, module in self.model.named_modules():
+            if name:
+                handles.append(module.register_forward_hook(hook(name), with_kwargs=True))
+        try:
+            states = self.model(
+                input_ids=ids, attention_mask=mask, output_hidden_states=True, **self.kwargs
+            ).hidden_states
+        finally:
+            for handle in handles:
+                handle.remove()
+        if states is None or max(self.layers) >= len(states):
+            return None
+        taps = {}
+        for layer in self.layers:
+            state = states[layer]
+            # the very tensor, else one with the same memory and layout (GPT-2 returns a view
+            # of ln_f's output); outputs before inputs
+            found = [r for r in seen if r[4] is state] or [r for r in seen if _same(r[4], state)]
+            found = [r for r in found if r[2] == "out"] or found
+            if not found or not torch.equal(found[0][5], state):
+                return None
+            name, call, kind, key = found[0][:4]
+            taps.setdefault(name, []).append((call, kind, key, layer))
+        self.n_calls = {name: calls[name] + 1 for name in taps}
+        return taps
+
+    def __enter__(self):
+        for name, module in self.model.named_modules():
+            if self.taps and name in self.taps:
+                self._handles.append(
+                    module.register_forward_hook(self._hook(name), with_kwargs=True)
+                )
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        return False
+
+    def _hook(self, name):
+        def gather(module, args, kwargs, output):
+            batch = self._batch
+            if batch is None:
+                return
+            call = batch["calls"][name] = batch["calls"].get(name, -1) + 1
+            for want, kind, key, layer in self.taps[name]:
+                if want != call:
+                    continue
+                state = _pick(kind, key, args, kwargs, output)
+                if state is None or state.dim() != 3 or tuple(state.shape[:2]) != batch["shape"]:
+                    raise _TapMissed
+                # the rows only, left on the device: no synchronisation inside the pass
+                batch["picked"][layer] = batch["index"].take(state)
+
+        return gather
+
+    def _warn(self, why: str) -> None:
+        if not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"{why}; running with output_hidden_states instead (every layer of a batch "
+                "held until the pass ends: more memory, same features)",
+                stacklevel=4,
+            )
+
+    def run(self, input_ids, mask, rows, cols, words, out) -> bool:
+        """Run one batch, storing ``out[layer][words]``; False if the taps did not all fire."""
+        if not self.taps:
+            return False
+        batch = self._batch = {
+            "calls": {},
+            "picked": {},
+            "shape": tuple(input_ids.shape),
+            "index": _RowIndex(rows.to(input_ids.device), cols.to(input_ids.device)),
+        }
+        try:
+            self.model(input_ids=input_ids, attention_mask=mask, **self.kwargs)
+            ok = set(batch["picked"]) == set(self.layers) and all(
+                batch["calls"].get(name) == n - 1 for name, n in self.n_calls.items()
+            )
+        except _TapMissed:
+            ok = False
+        finally:
+            self._batch = None
+        if not ok:
+            self._warn("a batch did not call the modules that produce the hidden states")
+            return False
+        for layer, picked in batch["picked"].items():
+            _write(out[layer], picked, words)
+        return True
+
+
+def _same(a, b) -> bool:
+    """Whether two tensors view the same memory with the same layout (hence the same values)."""
+    return (
+        a.device == b.device
+        and a.dtype == b.dtype
+        and a.data_ptr() == b.data_ptr()
+        and a.shape == b.shape
+        and a.stride() == b.stride()
+    )
+
+
+class _TapMissed(Exception):
+    """A tapped module call did not produce the expected hidden state."""
 
 
 def _window_job(story: TokenizedStory, window: tuple, add_suffix: bool):
@@ -543,6 +828,20 @@ class FeatureWriter:
             raise ValueError(f"features must be 2-D (n_words, hidden), got shape {array.shape}")
         self._file.create_dataset(
             _dataset_name(story, layer), data=array.astype(self.storage_dtype)
+        )
+
+    def empty(self, story: str, layer: int, shape: tuple[int, int]):
+        """A zero-filled (n_words, hidden) dataset of one story and layer, to fill by rows.
+
+        Returns the ``h5py.Dataset`` (``storage_dtype``); write float32 rows into it with
+        slices or increasing indices (:func:`extract_word_features`'s ``out``).
+        """
+        if self._file is None:
+            raise RuntimeError("FeatureWriter.empty outside its `with` block")
+        if len(shape) != 2:
+            raise ValueError(f"features must be 2-D (n_words, hidden), got shape {shape}")
+        return self._file.create_dataset(
+            _dataset_name(story, layer), shape=tuple(shape), dtype=self.storage_dtype, fillvalue=0
         )
 
     def add_times(self, story: str, times: np.ndarray) -> None:

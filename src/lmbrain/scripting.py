@@ -42,3 +42,44 @@ def start(snakemake) -> logging.Logger:
 
     threadpool_limits(int(snakemake.threads))
     return logging.getLogger("lmbrain")
+
+
+#: ``mallopt`` parameter number of ``M_MMAP_THRESHOLD`` (glibc's malloc.h)
+_M_MMAP_THRESHOLD = -3
+
+
+def fix_mmap_threshold(threshold: int = 1 << 20) -> bool:
+    """Have glibc's malloc serve every block of ``threshold`` bytes or more with its own mmap.
+
+    By default glibc raises this threshold (up to 32 MiB) each time it frees a block it had
+    mapped, so that a model's activations (MiB-sized tensors, allocated and freed layer after
+    layer) soon come from the heap, where freed memory stays resident in holes and in the
+    heap's top padding: for SmolLM2-135M on the CPU, 70-110 MiB more at the peak of a feature
+    extraction than with a fixed threshold (BENCHMARKS.md). With a fixed threshold each freed
+    tensor goes back to the system at once; the cost is system time to map fresh zeroed pages,
+    about a third more CPU time for that extraction.
+
+    Parameters
+    ----------
+    threshold : int
+        Bytes; glibc's own starting value is 128 KiB.
+
+    Returns
+    -------
+    bool
+        Whether it was set: False off glibc (macOS, musl, Windows) and when the user chose a
+        threshold (``MALLOC_MMAP_THRESHOLD_`` or ``glibc.malloc.mmap_threshold`` in
+        ``GLIBC_TUNABLES``), which is then left alone.
+    """
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or "glibc.malloc.mmap_threshold" in os.environ.get(
+        "GLIBC_TUNABLES", ""
+    ):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)  # the symbols already loaded into this process
+        libc.gnu_get_libc_version  # noqa: B018 - glibc only
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, int(threshold)))
+    except (OSError, AttributeError, TypeError):
+        return False
