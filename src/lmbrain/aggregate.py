@@ -315,7 +315,21 @@ def loglinear_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float,
     keep = np.isfinite(x) & np.isfinite(y)
     if np.any(x[keep] <= 0):
         raise ValueError("loglinear_fit: x must be positive to take log10")
-    lx, y = np.log10(x[keep]), y[keep]
+    return fit_line(np.log10(x[keep]), y[keep])
+
+
+def fit_line(lx, y) -> tuple[float, float, float]:
+    """Least squares ``y = a + b * lx``, ignoring non-finite pairs.
+
+    Returns
+    -------
+    slope, intercept, r2 : float
+        NaN when fewer than two distinct ``lx`` remain; r2 NaN when y is constant up to
+        rounding.
+    """
+    lx, y = np.asarray(lx, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()
+    keep = np.isfinite(lx) & np.isfinite(y)
+    lx, y = lx[keep], y[keep]
     if np.unique(lx).size < 2:
         return float("nan"), float("nan"), float("nan")
     dx, dy = lx - lx.mean(), y - y.mean()

@@ -30,6 +30,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from lmbrain.aggregate import fit_line
 from lmbrain.errors import InputError
 
 EXTRAPOLATION_COLUMNS: tuple[str, ...] = (
@@ -58,27 +59,6 @@ EXTRAPOLATION_COLUMNS: tuple[str, ...] = (
 NOTE_NO_FIT = "fewer than 2 distinct x values: no fit"
 NOTE_FLAT = "slope <= 0: the target is never reached (x_target = inf)"
 NOTE_BACKWARDS = "target already exceeded: x_target lies below the data"
-
-
-def fit_line(lx: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """Least squares ``y = a + b * lx`` ignoring non-finite pairs.
-
-    Returns
-    -------
-    slope, intercept, r2 : float
-        NaN when fewer than two distinct ``lx`` remain (r2 NaN when y is constant).
-    """
-    lx, y = np.asarray(lx, float), np.asarray(y, float)
-    keep = np.isfinite(lx) & np.isfinite(y)
-    lx, y = lx[keep], y[keep]
-    if np.unique(lx).size < 2:
-        return float("nan"), float("nan"), float("nan")
-    dx, dy = lx - lx.mean(), y - y.mean()
-    slope = float(dx @ dy / (dx @ dx))
-    intercept = float(y.mean() - slope * lx.mean())
-    ss_tot = float(dy @ dy)
-    r2 = 1.0 - float(np.sum((dy - slope * dx) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
-    return slope, intercept, r2
 
 
 def log10_x_at(target: float, slope, intercept):
