@@ -51,6 +51,24 @@ def story_design(dataset, feature_path, story: str, layer: int, n_trs: int, temp
                 f"but {len(words)} words in {dataset.stimulus_path(story)}"
             )
         times = words.times
+    return design_from_features(dataset, feats, times, n_trs, temporal)
+
+
+def design_from_features(dataset, feats, times, n_trs: int, temporal: dict):
+    """:func:`lmbrain.temporal.build_design` with the dataset's TR and trims.
+
+    Parameters
+    ----------
+    dataset : dataset adapter
+        Gives ``tr``, ``trim_start`` and ``trim_end``.
+    feats : ndarray, shape (n_rows, n_features)
+    times : ndarray, shape (n_rows,)
+        Time of each row, in seconds from the run's start.
+    n_trs : int
+        Number of TRs of the run (before trimming).
+    temporal : dict
+        The config's ``temporal`` section (method, window, delays).
+    """
     return build_design(
         feats,
         times,

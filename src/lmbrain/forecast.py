@@ -32,10 +32,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from lmbrain.encoding import design_from_features
 from lmbrain.errors import ConfigError
 from lmbrain.fitting import alpha_grid, fit_ridge_cv, predict
 from lmbrain.scoring import pearson_r
-from lmbrain.temporal import build_design, prepare_responses
+from lmbrain.temporal import prepare_responses
 
 MODES = ("mean", "concat")
 
@@ -351,17 +352,7 @@ def _design(dataset, story, feats, n_trs, temporal):
     words = dataset.words(story)
     if feats.shape[0] != len(words):
         raise ValueError(f"story {story}: {feats.shape[0]} feature rows for {len(words)} words")
-    return build_design(
-        feats,
-        words.times,
-        n_trs,
-        dataset.tr,
-        dataset.trim_start,
-        dataset.trim_end,
-        method=temporal["method"],
-        delays=tuple(temporal["delays"]),
-        window=temporal["window"],
-    )
+    return design_from_features(dataset, feats, words.times, n_trs, temporal)
 
 
 def plot_forecast(table: pd.DataFrame, path) -> None:
