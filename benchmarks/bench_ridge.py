@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from procstat import reset_peak, status  # benchmarks/procstat.py, next to this script
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("sklearn", "himalaya", "himalaya_kr", "lmbrain")
@@ -131,15 +132,6 @@ def snap(values, grid) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------
 # memory
-def _status() -> dict[str, int]:
-    """VmRSS / VmHWM of this process, in bytes."""
-    out = {}
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                key, value = line.split(":")
-                out[key] = int(value.split()[0]) * 1024
-    return out
 
 
 def _busy_seconds() -> float:
@@ -148,16 +140,6 @@ def _busy_seconds() -> float:
         fields = [int(v) for v in fh.readline().split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def _reset_peak() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False when not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,17 +211,17 @@ def worker(args) -> None:
         import himalaya.ridge  # noqa: F401
     from lmbrain.fitting import story_folds
 
-    rss_libs = _status()["VmRSS"]
+    rss_libs = status()["VmRSS"]
     data = make_data(args)
     folds = story_folds(data["groups"], args.n_folds)
     alphas = alpha_values(args)
-    rss_data = _status()["VmRSS"]
-    reset = _reset_peak()
+    rss_data = status()["VmRSS"]
+    reset = reset_peak()
     t0, c0, b0 = time.perf_counter(), time.process_time(), _busy_seconds()
     best_alphas, pred = RUNNERS[args.worker](data, folds, alphas)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     others = _busy_seconds() - b0 - cpu
-    peak = _status()["VmHWM"]
+    peak = status()["VmHWM"]
     r = column_r(np.asarray(pred, dtype=np.float32), data["Y_test"])
     np.savez(args.out, best_alphas=snap(best_alphas, alphas), test_r=r)
     info = dict(
