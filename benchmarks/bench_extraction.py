@@ -259,7 +259,9 @@ def import_libraries(cache) -> tuple[int, int]:
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
-    MODEL_MAPPING[type(AutoConfig.from_pretrained(folder))]  # imports the architecture's code
+    MODEL_MAPPING[
+        type(AutoConfig.from_pretrained(folder, trust_remote_code=False))
+    ]  # imports the architecture's code
     return rss_torch, status()["VmRSS"]
 
 

@@ -142,7 +142,8 @@ def read_hidden_size(entry: Mapping, cache_dir: str | Path) -> int:
         try:
             from transformers import AutoConfig
 
-            size = _first_int(AutoConfig.from_pretrained(source, gguf_file=gguf).to_dict(), keys)
+            config = AutoConfig.from_pretrained(source, gguf_file=gguf, trust_remote_code=False)
+            size = _first_int(config.to_dict(), keys)
         except (OSError, ValueError) as exc:
             raise InputError(source, f"cannot read the model config ({exc})") from exc
     if not isinstance(size, int):

@@ -43,6 +43,11 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 _LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers", "encoder_layers")
 _SUB_CONFIGS = ("text_config", "language_config", "llm_config", "decoder")
 _N_LAYERS_CACHE = "n_layers.json"
+#: Passed to every transformers ``Auto*`` loader: a model folder's own Python files
+#: (``auto_map`` in its config, ``configuration_*.py``, ``modeling_*.py``) are never run, and
+#: transformers never asks on stdin whether to run them (it would, with the default ``None``;
+#: ``yes y | snakemake`` would then run them). A model that needs its own code is not supported.
+NO_REMOTE_CODE = {"trust_remote_code": False}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,7 +262,7 @@ def read_modality(entry: Mapping, cache_dir: str | Path) -> str:
         try:
             from transformers import AutoConfig
 
-            config = AutoConfig.from_pretrained(source).to_dict()
+            config = AutoConfig.from_pretrained(source, **NO_REMOTE_CODE).to_dict()
         except (OSError, ValueError, KeyError):
             return "text"
     return "audio" if is_audio_config(config) else "text"
@@ -301,7 +306,7 @@ def _compute_n_layers(source, gguf) -> int:
     try:
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(source, gguf_file=gguf)
+        config = AutoConfig.from_pretrained(source, gguf_file=gguf, **NO_REMOTE_CODE)
     except (OSError, ValueError) as exc:
         raise InputError(
             source, f"cannot read the model config: {HUB_HINT}; {hint} ({exc})"
@@ -492,9 +497,13 @@ def _convert_gguf(source, gguf, out: Path) -> None:
 
     folder, name = (gguf.parent, gguf.name) if isinstance(gguf, Path) else (source, gguf)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, **NO_REMOTE_CODE)
         model = AutoModel.from_pretrained(
-            folder, gguf_file=name, dtype=torch.float32, **_dequantize_kwargs(name)
+            folder,
+            gguf_file=name,
+            dtype=torch.float32,
+            **_dequantize_kwargs(name),
+            **NO_REMOTE_CODE,
         )
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise InputError(
@@ -530,7 +539,7 @@ def _load_tokenizer(folder, source):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(folder)
+        return AutoTokenizer.from_pretrained(folder, **NO_REMOTE_CODE)
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(source, f"cannot load the tokenizer: {_why(source)} ({exc})") from exc
 
@@ -540,7 +549,7 @@ def _load_feature_extractor(folder, source):
     from transformers import AutoFeatureExtractor
 
     try:
-        return AutoFeatureExtractor.from_pretrained(folder)
+        return AutoFeatureExtractor.from_pretrained(folder, **NO_REMOTE_CODE)
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(
             source, f"cannot load the audio feature extractor: {_why(source)} ({exc})"
@@ -555,7 +564,7 @@ def _load_config(folder, source):
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(folder)
+        return AutoConfig.from_pretrained(folder, **NO_REMOTE_CODE)
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(source, f"cannot load the model config: {_why(source)} ({exc})") from exc
 
@@ -565,7 +574,7 @@ def _load_weights(folder, source, dtype, device_map=None):
 
     extra = {} if device_map is None else {"device_map": device_map}
     try:
-        return AutoModel.from_pretrained(folder, dtype=dtype, **extra)
+        return AutoModel.from_pretrained(folder, dtype=dtype, **extra, **NO_REMOTE_CODE)
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(source, f"cannot load the model: {_why(source)} ({exc})") from exc
 
@@ -582,7 +591,7 @@ def _random_twin(config, seed: int, dtype, device_map=None):
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        model = AutoModel.from_config(config)
+        model = AutoModel.from_config(config, **NO_REMOTE_CODE)
     model = model.to(dtype)
     if device_map is None:
         return model

@@ -1,0 +1,104 @@
+"""Safe by default (issue 14): no model-folder code, names that stay inside results/, alpha
+grids checked up front, outputs that honour the umask, no temp files left by killed jobs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# -- 1. no remote code -------------------------------------------------------------------------
+
+EVIL_CONFIG = """
+import pathlib
+pathlib.Path({marker!r}).write_text("ran")
+from transformers import PretrainedConfig
+
+
+class EvilConfig(PretrainedConfig):
+    model_type = "evil-lm"
+"""
+
+LOAD = """
+import sys
+from lmbrain.errors import InputError
+from lmbrain.models import load_model, read_modality, read_n_layers
+
+entry = {{"model": {folder!r}, "untrained": {untrained}}}
+for step in (
+    lambda: read_modality(entry, {cache!r}),
+    lambda: read_n_layers(entry, {cache!r}),
+    lambda: load_model(entry, {cache!r}),
+):
+    try:
+        step()
+    except InputError as exc:
+        print("InputError:", exc)
+"""
+
+
+@pytest.fixture
+def evil_model(tiny_model_dir, tmp_path):
+    """A tiny model folder whose config asks for its own `configuration_evil.py`, which
+    writes a marker file when imported."""
+    folder = tmp_path / "evil"
+    shutil.copytree(tiny_model_dir, folder)
+    marker = tmp_path / "marker.txt"
+    (folder / "configuration_evil.py").write_text(EVIL_CONFIG.format(marker=str(marker)))
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = "evil-lm"  # no transformers class: only the folder's code loads it
+    config["auto_map"] = {
+        "AutoConfig": "configuration_evil.EvilConfig",
+        "AutoModel": "configuration_evil.EvilConfig",
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder, marker
+
+
+@pytest.mark.parametrize("untrained", [False, True])
+def test_model_folder_code_never_runs(evil_model, tmp_path, untrained):
+    """Loading through lmbrain never imports a folder's own code, even when stdin says yes
+    (transformers asks on stdin when `trust_remote_code` is left unset)."""
+    folder, marker = evil_model
+    script = LOAD.format(folder=str(folder), untrained=untrained, cache=str(tmp_path / "cache"))
+    res = subprocess.run(
+        [sys.executable, "-c", script],
+        input="y\n" * 20,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"),
+    )
+    assert not marker.exists(), res.stdout + res.stderr
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "custom code" in res.stdout  # the load fails with an InputError that says why
+
+
+def test_every_auto_loader_refuses_remote_code():
+    """Every transformers Auto* call in the package and scripts passes trust_remote_code=False
+    (a static check, so a new loader cannot forget it)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    calls = re.compile(r"\bAuto\w+\.from_(?:pretrained|config)\(")
+    missing = []
+    for folder in ("src", "scripts", "benchmarks"):
+        for path in sorted((root / folder).rglob("*.py")):
+            text = path.read_text()
+            for match in calls.finditer(text):
+                # the call's argument list, up to its closing parenthesis
+                depth, i = 1, match.end()
+                while depth and i < len(text):
+                    depth += {"(": 1, ")": -1}.get(text[i], 0)
+                    i += 1
+                args = text[match.end() : i]
+                if "NO_REMOTE_CODE" not in args and "trust_remote_code=False" not in args:
+                    line = text[: match.start()].count("\n") + 1
+                    missing.append(f"{path.relative_to(root)}:{line}")
+    assert not missing, textwrap.fill(" ".join(missing))
