@@ -17,13 +17,14 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 
 
+# names are plain path components, never `.` or `..` (lmbrain.config.NAME_PATTERN)
 wildcard_constraints:
-    dataset="[A-Za-z0-9_.-]+",
-    subject="[A-Za-z0-9_.-]+",
-    model="[A-Za-z0-9_.-]+",
+    dataset="[A-Za-z0-9_][A-Za-z0-9_.-]*",
+    subject="[A-Za-z0-9_][A-Za-z0-9_.-]*",
+    model="[A-Za-z0-9_][A-Za-z0-9_.-]*",
     layer="[0-9]+",
     fraction="[0-9.]+",
-    banded="[A-Za-z0-9_.+-]+",
+    banded="[A-Za-z0-9_][A-Za-z0-9_.+-]*",
 
 
 include: "rules/dataset.smk"

@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from lmbrain.baselines import expand_model_widths, is_baseline
-from lmbrain.config import fraction_label, resolve_layers, validate_config
+from lmbrain.config import check_name, fraction_label, resolve_layers, validate_config
 from lmbrain.datasets import adapter_options, index_path, open_dataset
 from lmbrain.errors import LmbrainError
 from lmbrain.features import feature_id, feature_spec
@@ -35,7 +35,9 @@ def _subjects(name):
         n = spec["simulate"]["n_subjects"]
         return [f"sub-{i:02d}" for i in range(1, n + 1)]
     try:
-        return open_dataset(spec["path"], spec["format"], spec).subjects
+        listed = open_dataset(spec["path"], spec["format"], spec).subjects
+        # the dataset's own list (dataset.yaml, folder names) becomes output paths too
+        return [check_name(f"datasets.{name}.subjects", s) for s in listed]
     except LmbrainError as exc:
         raise WorkflowError(f"dataset '{name}': {exc}") from None
 

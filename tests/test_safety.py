@@ -102,3 +102,121 @@ def test_every_auto_loader_refuses_remote_code():
                     line = text[: match.start()].count("\n") + 1
                     missing.append(f"{path.relative_to(root)}:{line}")
     assert not missing, textwrap.fill(" ".join(missing))
+
+
+# -- 2. names cannot escape results/ -------------------------------------------------------------
+
+BASE = {"datasets": {"d": {"simulate": {}}}, "models": [{"model": "gpt2", "name": "m"}]}
+
+
+def _config(**changes):
+    import copy
+
+    cfg = copy.deepcopy(BASE)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = cfg
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return cfg
+
+
+def _dataset(name):
+    return {"datasets": {name: {"simulate": {}}}, "models": BASE["models"]}
+
+
+@pytest.mark.parametrize("bad", ["..", ".", ".hidden", "-x", "a/b", ""])
+@pytest.mark.parametrize(
+    ("key", "make"),
+    [
+        ("datasets", _dataset),
+        ("datasets.d.subjects.0", lambda n: _config(datasets__d__subjects=[n])),
+        ("models.0.name", lambda n: _config(models__0__name=n)),
+        (
+            "banded.0.name",
+            lambda n: {
+                **BASE,
+                "models": [{"model": "gpt2", "name": "m"}, {"model": "gpt2", "name": "k"}],
+                "banded": [
+                    {"name": n, "bands": [{"model": "m", "layer": 1}, {"model": "k", "layer": 1}]}
+                ],
+            },
+        ),
+        (
+            "banded.0.bands.1.name",
+            lambda n: {
+                **BASE,
+                "banded": [
+                    {
+                        "name": "b",
+                        "bands": [
+                            {"model": "m", "layer": 1},
+                            {"model": "m", "layer": 2, "name": n},
+                        ],
+                    }
+                ],
+            },
+        ),
+    ],
+)
+def test_path_names_are_plain_components(key, make, bad):
+    """`.`, `..`, hidden or option-like names and separators are refused, naming the key."""
+    from lmbrain.config import validate_config
+    from lmbrain.errors import ConfigError
+
+    if bad == "" and key == "datasets":
+        pytest.skip("an empty YAML key is not a dataset name")
+    with pytest.raises(ConfigError) as info:
+        validate_config(make(bad))
+    assert info.value.key == key
+    assert "plain path component" in str(info.value) or bad == ""
+
+
+def test_plain_names_still_pass():
+    from lmbrain.config import validate_config
+
+    cfg = _config(datasets__d__subjects=["sub-01", "UTS01", "a.b_c"], models__0__name="x.y-1_2")
+    assert validate_config(cfg)["datasets"]["d"]["subjects"] == ["sub-01", "UTS01", "a.b_c"]
+
+
+def test_check_name():
+    from lmbrain.config import check_name
+    from lmbrain.errors import ConfigError
+
+    assert check_name("k", "sub-01") == "sub-01"
+    for bad in ("..", ".", "../x", "x/..", ".x", "-x", "", None, "a b"):
+        with pytest.raises(ConfigError, match="'k'"):
+            check_name("k", bad)
+
+
+# -- 3. alpha grids are checked when the workflow starts -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "alphas",
+    [
+        {"logspace": [0, 4, 0]},  # empty
+        {"logspace": [0, 4, 2.5]},  # no whole count
+        {"logspace": [0, 400, 3]},  # 10^400 overflows to inf
+        {"logspace": [-400, 0, 3]},  # 10^-400 underflows to 0
+        [1.0, 1e400],  # inf in a list
+    ],
+)
+def test_bad_alpha_grids_fail_validation(alphas):
+    from lmbrain.config import validate_config
+    from lmbrain.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        validate_config(_config(fitting={"alphas": alphas}))
+    assert info.value.key.startswith("fitting.alphas")
+
+
+def test_good_alpha_grids_pass():
+    from lmbrain.config import validate_config
+
+    for alphas in ({"logspace": [0, 6, 13]}, {"logspace": [-2, 300, 4]}, [0.1, 10.0]):
+        validate_config(_config(fitting={"alphas": alphas}))

@@ -8,6 +8,7 @@ offending key as a dotted path (``models.2.gguf_file``), so a typo is caught bef
 from __future__ import annotations
 
 import copy
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,26 @@ from lmbrain.baselines import expand_model_entries
 from lmbrain.errors import ConfigError
 
 SCHEMA_FILE = "config.schema.yaml"
+#: A name that becomes one component of an output path (dataset, subject, model id, banded
+#: name): never ``.`` or ``..``, no separator, not hidden, not read as an option.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+NAME_RULE = (
+    "must be one plain path component: letters, digits, '_', '.', '-' (and '+' in banded "
+    "names), not starting with '.' or '-' (so never '.' or '..')"
+)
+
+
+def check_name(key: str, name, source: str | Path | None = None) -> str:
+    """Return ``name`` if it is one plain path component (see :data:`NAME_RULE`).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``key``, when ``name`` could leave its folder (``..``), be hidden or empty.
+    """
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise ConfigError(key, f"{name!r} {NAME_RULE}", source)
+    return name
 
 
 def load_schema() -> dict:
@@ -89,6 +110,8 @@ def validate_config(config: dict, source: str | Path | None = None) -> dict:
         best = _best_error(err)
         key = _dotted(best.absolute_path)
         problem = best.message
+        if best.validator == "pattern" and "A-Za-z0-9_" in str(best.validator_value):
+            problem = f"{best.instance!r} {NAME_RULE}"
         if best is not err and err.validator == "oneOf":
             problem = f"{problem} (expected one of the forms described in the schema: " + (
                 f"{err.schema.get('description', '').strip()})"
@@ -115,6 +138,7 @@ def _check_semantics(cfg: dict, source) -> None:
                 source,
             )
         seen[mid] = i
+        check_name(f"models.{i}.name", mid, source)
     for name, spec in cfg["datasets"].items():
         if "simulate" in spec:
             spec["path"] = str(Path(cfg["results"]) / name / "dataset")
@@ -123,9 +147,23 @@ def _check_semantics(cfg: dict, source) -> None:
                 f"datasets.{name}.path", "required (the dataset's root folder)", source
             )
     _check_banded(cfg, seen, source)
+    _check_alphas(cfg, source)
     fractions = cfg["train_fractions"]
     if len(set(fractions)) != len(fractions):
         raise ConfigError("train_fractions", "fractions must be distinct", source)
+
+
+def _check_alphas(cfg: dict, source) -> None:
+    """The ridge penalty grid is non-empty, positive and finite (``{logspace: [0, 400, 3]}``
+    overflows to inf, ``[0, 4, 0]`` is empty, ``[0, 4, 2.5]`` has no whole count): checked
+    here, when the workflow starts, rather than inside the first fit after extraction."""
+    from lmbrain.fitting import alpha_grid
+
+    try:
+        with np.errstate(over="ignore"):
+            alpha_grid(cfg["fitting"]["alphas"], key="fitting.alphas")
+    except ConfigError as exc:
+        raise ConfigError(exc.key, exc.problem, source) from None
 
 
 def _check_banded(cfg: dict, model_ids: dict, source) -> None:
