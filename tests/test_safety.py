@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -220,3 +221,121 @@ def test_good_alpha_grids_pass():
 
     for alphas in ({"logspace": [0, 6, 13]}, {"logspace": [-2, 300, 4]}, [0.1, 10.0]):
         validate_config(_config(fitting={"alphas": alphas}))
+
+
+# -- 5. outputs honour the umask -----------------------------------------------------------------
+
+
+@pytest.fixture(params=[0o022, 0o027, 0o077])
+def umask(request):
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)
+
+
+def test_atomic_outputs_honour_the_umask(tmp_path, umask):
+    """Files written through lmbrain.io get 0o666 & ~umask (mkstemp alone gives 600)."""
+    import numpy as np
+
+    from lmbrain.io import atomic_path, save_json, save_npz, save_yaml
+
+    save_npz(tmp_path / "a.npz", x=np.zeros(2))
+    save_json(tmp_path / "a.json", {"x": 1})
+    save_yaml(tmp_path / "a.yaml", {"x": 1})
+    with atomic_path(tmp_path / "sub" / "b.tsv") as tmp:
+        tmp.write_text("x\n")
+    for name in ("a.npz", "a.json", "a.yaml", "sub/b.tsv"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+    assert (tmp_path / "sub").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_simulated_dataset_folder_honours_the_umask(tmp_path, umask):
+    """The demo dataset folder is staged in a temporary folder (mkdtemp: 700) and renamed."""
+    from lmbrain.demo import make_demo_dataset
+
+    out = tmp_path / "results" / "demo" / "dataset"
+    make_demo_dataset(out, n_subjects=1, voxels_per_hemisphere=2, n_repeats=2)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
+    for path in [out, *out.rglob("*")]:
+        want = 0o777 if path.is_dir() else 0o666
+        assert path.stat().st_mode & 0o777 == want & ~umask, path
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
+
+
+# -- 6. temporary files of killed jobs are removed by the next run -------------------------------
+
+KILLED_WRITER = """
+import os, sys, time
+from lmbrain.io import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    tmp.write_bytes(b"x" * 1000)
+    print(tmp, flush=True)
+    os.kill(os.getpid(), 9)  # killed mid-write: no clean-up runs
+"""
+
+
+def _temporaries(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_next_write_removes_a_killed_writers_temp_file(tmp_path):
+    target = tmp_path / "features.h5"
+    res = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(target)], capture_output=True, text=True
+    )
+    assert res.returncode == -9
+    assert len(_temporaries(tmp_path)) == 1  # the killed job's leftover
+    from lmbrain.io import save_npz
+
+    save_npz(tmp_path / "other.npz")  # another target leaves it alone
+    assert len(_temporaries(tmp_path)) == 1
+    from lmbrain.io import atomic_path
+
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+        assert _temporaries(tmp_path) == [tmp.name]  # the stale one went before writing
+    assert target.read_text() == "new" and _temporaries(tmp_path) == []
+
+
+def test_a_live_writers_temp_file_is_kept(tmp_path):
+    """A temporary file of a process still running on this host is not touched, and one of
+    another host only once it is old (lmbrain.io.STALE_AFTER_S)."""
+    from lmbrain import io
+
+    target = tmp_path / "x.npz"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        live = tmp_path / f".x.npz.{sleeper.pid}@{io._HOST}.abcd1234.tmp.npz"
+        live.write_text("partial")
+        other_new = tmp_path / ".x.npz.12345@elsewhere-node.abcd1234.tmp.npz"
+        other_old = tmp_path / ".x.npz.12345@elsewhere-node.efgh5678.tmp.npz"
+        old_style = tmp_path / ".x.npz.k3j_x9a2.tmp.npz"  # written before names held a pid
+        for path in (other_new, other_old, old_style):
+            path.write_text("partial")
+        past = time.time() - io.STALE_AFTER_S - 10
+        os.utime(other_old, (past, past))
+        os.utime(old_style, (past, past))
+        unrelated = tmp_path / ".x.npz.notes"
+        unrelated.write_text("mine")
+        io.save_npz(target)
+        assert live.exists() and other_new.exists() and unrelated.exists()
+        assert not other_old.exists() and not old_style.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    io.save_npz(target)  # the writer is gone now
+    assert not live.exists()
+
+
+def test_killed_staging_folder_is_removed(tmp_path):
+    """A simulated dataset staged by a killed job leaves a folder that the next run removes."""
+    from lmbrain import io
+    from lmbrain.demo import make_demo_dataset
+
+    out = tmp_path / "dataset"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".dataset.{dead.pid}@{io._HOST}.q1w2e3r4.tmp"
+    (stale / "responses").mkdir(parents=True)
+    make_demo_dataset(out, n_subjects=1, voxels_per_hemisphere=2, n_repeats=2)
+    assert _temporaries(tmp_path) == []

@@ -80,7 +80,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import zlib
 from collections import Counter
 from dataclasses import dataclass
@@ -92,6 +91,7 @@ import yaml
 from scipy.signal import fftconvolve, lfilter
 
 from lmbrain.errors import InputError
+from lmbrain.io import make_temp_dir
 from lmbrain.temporal import glover_hrf_at, tr_times
 
 __all__ = [
@@ -935,12 +935,12 @@ def _staging(out_dir: Path):
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "dataset.yaml").exists():
         raise InputError(out_dir, "exists, is not empty and is not a dataset; not replacing it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp = make_temp_dir(out_dir)  # the umask's mode, not mkdtemp's 700 (lmbrain.io)
     try:
         yield tmp
         old = None
         if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+            old = make_temp_dir(out_dir)
             os.replace(out_dir, old / "d")
         os.replace(tmp, out_dir)
         if old is not None:

@@ -30,12 +30,12 @@ import os
 import re
 import shutil
 import struct
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 from lmbrain.audio import is_audio_config
 from lmbrain.errors import ConfigError, InputError
+from lmbrain.io import make_temp_dir
 
 PACKAGE_PREFIX = "package:"
 HUB_HINT = "not a local folder and not found on the Hugging Face hub (offline?)"
@@ -196,10 +196,12 @@ def _assemble(package: str, target: Path) -> None:
             PACKAGE_PREFIX + package,
             f"GGUF file '{target.name}' is not in the package and it has no assemble()",
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".assemble-") as tmp:
-        out = assemble(Path(tmp) / target.name)
-        os.replace(Path(out) if out else Path(tmp) / target.name, target)
+    tmp = make_temp_dir(target)  # removed by the next try if this process is killed
+    try:
+        out = assemble(tmp / target.name)
+        os.replace(Path(out) if out else tmp / target.name, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,7 +479,7 @@ def ensure_converted(entry: Mapping, cache_dir: str | Path) -> Path:
         return out
     source, gguf = resolve_source(entry, cache_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    tmp = make_temp_dir(out)  # the umask's mode; leftovers of killed conversions go (lmbrain.io)
     try:
         _convert_gguf(source, gguf, tmp)
         try:
