@@ -8,7 +8,12 @@ from snakemake.utils import min_version
 min_version("8.20")
 
 
-configfile: "config/config.yaml"
+# The demo's config applies only when no --configfile is given: a user's config stands on its
+# own (Snakemake would otherwise merge it into the demo's, so a run on one's own data also
+# simulated and fitted the demo). `--config key=value` alone still edits the demo.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "report/workflow.rst"
