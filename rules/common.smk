@@ -6,17 +6,30 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from lmbrain.baselines import expand_model_widths, is_baseline
-from lmbrain.config import check_name, fraction_label, resolve_layers, validate_config
+from lmbrain.config import (
+    canonical,
+    check_name,
+    fraction_label,
+    resolve_layers,
+    validate_config,
+)
 from lmbrain.datasets import adapter_options, index_path, open_dataset
 from lmbrain.errors import LmbrainError
 from lmbrain.features import feature_id, feature_spec
 from lmbrain.models import model_id, read_modality, read_n_layers
 from lmbrain.resources import extraction_gpus as gpus_for_extraction
 from lmbrain.resources import extraction_mem_mb, fit_job_mem_mb
+from lmbrain.snakemake_fixes import bound_cores
+
+# `--cores N` bounds the threads of the jobs running at once (Snakemake >= 9.10 lets it grow:
+# lmbrain.snakemake_fixes)
+bound_cores()
 
 try:
     CFG = validate_config(config, source=(workflow.configfiles or [None])[-1])
     CFG["models"] = expand_model_widths(CFG["models"], CFG["cache"])  # width: models
+    # params compare as strings: key order must not matter (lmbrain.config.canonical)
+    CFG = canonical(CFG)
 except LmbrainError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 

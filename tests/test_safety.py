@@ -339,3 +339,49 @@ def test_killed_staging_folder_is_removed(tmp_path):
     (stale / "responses").mkdir(parents=True)
     make_demo_dataset(out, n_subjects=1, voxels_per_hemisphere=2, n_repeats=2)
     assert _temporaries(tmp_path) == []
+
+
+# -- 4. canonical params ---------------------------------------------------------------------------
+
+
+def test_canonical_sorts_every_mapping_and_keeps_lists():
+    from lmbrain.config import canonical
+
+    a = {"b": {"y": 1, "x": [{"q": 1, "p": (2, 3)}]}, "a": None}
+    b = {"a": None, "b": {"x": [{"p": [2, 3], "q": 1}], "y": 1}}
+    assert repr(canonical(a)) == repr(canonical(b))  # what Snakemake compares
+    assert list(canonical(a)) == ["a", "b"] and canonical(a)["b"]["x"][0]["p"] == [2, 3]
+    assert canonical({"m": [3, 1, 2]}) == {"m": [3, 1, 2]}  # list order can matter
+    assert repr(canonical({"a": 1})) != repr(canonical({"a": 2}))
+
+
+# -- 8. --cores is a bound -------------------------------------------------------------------------
+
+
+def test_bound_cores_charges_a_lone_job_once():
+    """A selection that did not subtract the jobs' cores is charged; one that did is not."""
+    import threading
+    from types import SimpleNamespace
+
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    from lmbrain.snakemake_fixes import bound_cores, charge_selected
+
+    assert bound_cores() and bound_cores()  # patched once, idempotent
+    assert JobScheduler.job_selector._lmbrain_bound_cores
+    job = SimpleNamespace(scheduler_resources={"_cores": 1, "_nodes": 1, "_job_count": 1})
+    for already_charged in (False, True):
+        sched = SimpleNamespace(
+            resources={"_cores": 2, "_nodes": 9, "_job_count": 5},
+            global_resources={"_cores": 2, "_nodes": 9, "_job_count": 5},
+            _lock=threading.Lock(),
+        )
+        sched.update_available_resources = lambda jobs, s=sched: (
+            JobScheduler.update_available_resources(s, jobs)
+        )
+        before = dict(sched.resources)
+        if already_charged:
+            sched.update_available_resources([job])
+        assert charge_selected(sched, before, [job]) is not already_charged
+        assert sched.resources == {"_cores": 1, "_nodes": 8, "_job_count": 5}
+    assert not charge_selected(sched, dict(sched.resources), [])

@@ -188,6 +188,21 @@ def _check_banded(cfg: dict, model_ids: dict, source) -> None:
             )
 
 
+def canonical(obj: Any) -> Any:
+    """``obj`` with every mapping's keys in sorted order, recursively (tuples become lists).
+
+    Snakemake decides whether a job's ``params`` changed by comparing their ``repr``, and a
+    dict's ``repr`` follows insertion order: the YAML's key order. Rules take their params
+    from the canonical config, so reordering keys (values unchanged) reruns nothing, while any
+    change of a value still does. Lists keep their order (it can matter: models, bands).
+    """
+    if isinstance(obj, dict):
+        return {str(key): canonical(obj[key]) for key in sorted(obj, key=str)}
+    if isinstance(obj, (list, tuple)):
+        return [canonical(item) for item in obj]
+    return obj
+
+
 def load_config_file(path: str | Path) -> dict:
     """Read a YAML config file and validate it (see :func:`validate_config`)."""
     path = Path(path)
