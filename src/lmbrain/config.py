@@ -17,6 +17,7 @@ import jsonschema
 import numpy as np
 import yaml
 
+from lmbrain.alphas import alpha_grid
 from lmbrain.baselines import expand_model_entries
 from lmbrain.errors import ConfigError
 
@@ -157,8 +158,6 @@ def _check_alphas(cfg: dict, source) -> None:
     """The ridge penalty grid is non-empty, positive and finite (``{logspace: [0, 400, 3]}``
     overflows to inf, ``[0, 4, 0]`` is empty, ``[0, 4, 2.5]`` has no whole count): checked
     here, when the workflow starts, rather than inside the first fit after extraction."""
-    from lmbrain.fitting import alpha_grid
-
     try:
         with np.errstate(over="ignore"):
             alpha_grid(cfg["fitting"]["alphas"], key="fitting.alphas")
