@@ -189,7 +189,7 @@ def test_check_name():
     from lmbrain.errors import ConfigError
 
     assert check_name("k", "sub-01") == "sub-01"
-    for bad in ("..", ".", "../x", "x/..", ".x", "-x", "", None, "a b"):
+    for bad in ("..", ".", "../x", "x/..", ".x", "-x", "", None, "a b", "a+b"):
         with pytest.raises(ConfigError, match="'k'"):
             check_name("k", bad)
 

@@ -24,7 +24,7 @@ from lmbrain.errors import ConfigError
 SCHEMA_FILE = "config.schema.yaml"
 #: A name that becomes one component of an output path (dataset, subject, model id, banded
 #: name): never ``.`` or ``..``, no separator, not hidden, not read as an option.
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*$")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 NAME_RULE = (
     "must be one plain path component: letters, digits, '_', '.', '-' (and '+' in banded "
     "names), not starting with '.' or '-' (so never '.' or '..')"
