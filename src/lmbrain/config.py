@@ -22,8 +22,8 @@ from lmbrain.baselines import expand_model_entries
 from lmbrain.errors import ConfigError
 
 SCHEMA_FILE = "config.schema.yaml"
-#: A name that becomes one component of an output path (dataset, subject, model id, banded
-#: name): never ``.`` or ``..``, no separator, not hidden, not read as an option.
+#: A name that becomes one component of an output path (dataset, subject, model id; banded
+#: names also allow "+", in the schema): never ``.`` or ``..``, no separator, not hidden.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 NAME_RULE = (
     "must be one plain path component: letters, digits, '_', '.', '-' (and '+' in banded "
