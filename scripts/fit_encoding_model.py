@@ -9,8 +9,10 @@ import numpy as np
 
 from lmbrain.datasets import open_dataset
 from lmbrain.encoding import fit_encoding_model
+from lmbrain.features import read_feature_info
 from lmbrain.io import save_json, save_npz
 from lmbrain.models import model_id
+from lmbrain.provenance import fit_provenance
 from lmbrain.scripting import start
 
 log = start(snakemake)
@@ -18,6 +20,7 @@ params, wc, output = snakemake.params, snakemake.wildcards, snakemake.output
 dataset = open_dataset(params.root, params.format, params.options)
 cc_max = np.load(snakemake.input.ceiling)["cc_max"]
 entry = params.entry
+provenance = fit_provenance(read_feature_info(snakemake.input.features))
 designs = {}  # story design matrices, built once for all fractions
 for fraction, voxels_path, row_path in zip(
     params.fractions, output.voxels, output.rows, strict=True
@@ -43,6 +46,7 @@ for fraction, voxels_path, row_path in zip(
         "untrained": bool(entry.get("untrained", False)),
         **row,
         "fit_path": voxels_path,
+        "provenance": provenance,
     }
     log.info(
         "fraction %s: mean r = %.4f (L %.4f, R %.4f)",
