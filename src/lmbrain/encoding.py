@@ -50,11 +50,33 @@ def story_design(dataset, feature_path, story: str, layer: int, n_trs: int, temp
                 f"{feature_path}: story {story} has {feats.shape[0]} feature rows "
                 f"but {len(words)} words in {dataset.stimulus_path(story)}"
             )
-        times = words.times
+        times, durations = word_events(words, temporal)
+        return design_from_features(dataset, feats, times, n_trs, temporal, durations)
     return design_from_features(dataset, feats, times, n_trs, temporal)
 
 
-def design_from_features(dataset, feats, times, n_trs: int, temporal: dict):
+def word_events(words, temporal: dict):
+    """Times (and durations) of a story's words for :func:`design_from_features`.
+
+    Parameters
+    ----------
+    words : lmbrain.stimulus.Words
+    temporal : dict
+        The config's ``temporal`` section.
+
+    Returns
+    -------
+    times : ndarray
+        The words' midpoints, or their onsets for ``method: hrf`` with ``hrf_events: boxcar``.
+    durations : ndarray or None
+        ``offsets - onsets`` for boxcars, else None (impulses at the midpoints).
+    """
+    if temporal.get("method") == "hrf" and temporal.get("hrf_events", "impulse") == "boxcar":
+        return words.onsets, words.offsets - words.onsets
+    return words.times, None
+
+
+def design_from_features(dataset, feats, times, n_trs: int, temporal: dict, durations=None):
     """:func:`lmbrain.temporal.build_design` with the dataset's TR and trims.
 
     Parameters
@@ -68,6 +90,8 @@ def design_from_features(dataset, feats, times, n_trs: int, temporal: dict):
         Number of TRs of the run (before trimming).
     temporal : dict
         The config's ``temporal`` section (method, window, delays).
+    durations : ndarray, shape (n_rows,), optional
+        Row durations (boxcar events of ``method: hrf``, :func:`word_events`).
     """
     return build_design(
         feats,
@@ -79,6 +103,7 @@ def design_from_features(dataset, feats, times, n_trs: int, temporal: dict):
         method=temporal["method"],
         delays=tuple(temporal["delays"]),
         window=temporal["window"],
+        durations=durations,
     )
 
 
