@@ -53,6 +53,21 @@ include: "rules/trials.smk"
 include: "rules/extras.smk"
 
 
+# Aggregates and plots: seconds of work on small tables, run by Snakemake itself on the login
+# node rather than queued as cluster jobs (record_config is marked in its rule).
+localrules:
+    summarize_scores,
+    plot_scaling,
+    plot_brain_map,
+    summarize_rois,
+    plot_rois,
+    baseline_gaps,
+    scaling_extrapolation,
+    forecast_summary,
+    summarize_banded,
+    summarize_baselines,
+
+
 rule all:
     default_target: True
     input:
