@@ -43,8 +43,6 @@ EXPECTED_JOBS = {
     "noise_ceiling": 1,
     "extract_features": 2,
     "fit_encoding_model": 4,  # one per (subject, model, layer); here 1 fraction
-    "summarize_scores": 1,
-    "plot_scaling": 1,
     "brain_maps": 2,  # rules/maps.smk: one per (subject, model)
 }
 #: aggregates and plots: `localrules` (Snakefile), run by Snakemake itself, never submitted
