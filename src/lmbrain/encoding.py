@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 
+from lmbrain.config import section
 from lmbrain.features import read_feature_info, read_feature_times, read_features
 from lmbrain.fitting import alpha_grid, fit_ridge_cv, nested_train_subsets, predict
 from lmbrain.scoring import normalized_r, pearson_r, r2_score, summarize_scores
@@ -89,10 +90,12 @@ def design_from_features(dataset, feats, times, n_trs: int, temporal: dict, dura
     n_trs : int
         Number of TRs of the run (before trimming).
     temporal : dict
-        The config's ``temporal`` section (method, window, delays).
+        The config's ``temporal`` section (method, window, delays); missing keys take their
+        defaults (:func:`lmbrain.config.section`).
     durations : ndarray, shape (n_rows,), optional
         Row durations (boxcar events of ``method: hrf``, :func:`word_events`).
     """
+    temporal = section("temporal", temporal)
     return build_design(
         feats,
         times,
@@ -185,8 +188,8 @@ def fit_encoding_model(
     layer: int,
     fraction: float,
     *,
-    temporal: dict,
-    fitting: dict,
+    temporal: dict | None = None,
+    fitting: dict | None = None,
     cc_max: np.ndarray | None = None,
     min_cc_max: float = 0.1,
     seed: int = 0,
@@ -205,8 +208,9 @@ def fit_encoding_model(
         Hidden-state index to use.
     fraction : float
         Fraction of the training stories (nested subsets drawn with ``seed``).
-    temporal, fitting : dict
-        Config sections; ``fitting["cv"]`` picks the outer cross-validation
+    temporal, fitting : dict, optional
+        Config sections, partial ones allowed (the schema's defaults fill the rest,
+        :func:`lmbrain.config.section`); ``fitting["cv"]`` picks the outer cross-validation
         (:func:`outer_folds`, default ``test_stories``).
     cc_max : ndarray, optional
         Per-voxel noise ceiling; without it ``r_norm`` is all NaN.
@@ -234,7 +238,8 @@ def fit_encoding_model(
         The summary row of :mod:`lmbrain.aggregate`'s score table (without dataset/model keys
         the caller adds).
     """
-    cv = fitting.get("cv", "test_stories")
+    temporal, fitting = section("temporal", temporal), section("fitting", fitting)
+    cv = fitting["cv"]
     folds = outer_folds(dataset, subject, fraction, cv, seed, subjects)
     designs = {} if designs is None else designs
 
