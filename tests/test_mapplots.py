@@ -109,6 +109,10 @@ def test_brain_map_colour_bars_say_what_they_show(tmp_path, no_network):
     fig = mapplots._volume_figure(paths["image"], "r", "vol")
     labels = [ax.get_ylabel() for ax in fig.axes] + [ax.get_xlabel() for ax in fig.axes]
     assert "test correlation r" in labels
+    fig.canvas.draw()
+    label = next(ax.yaxis.label for ax in fig.axes if ax.get_ylabel() == "test correlation r")
+    assert fig.bbox.contains(*label.get_window_extent().p0)  # drawn inside the figure
+    assert fig.bbox.contains(*label.get_window_extent().p1)
     geo = SurfaceGeometry(
         "fsaverage5", np.array(["L"] * 50 + ["R"] * 50), np.r_[np.arange(50), np.arange(50)],
         {"L": 10242, "R": 10242},

@@ -129,7 +129,8 @@ def _volume_figure(image: str, measure: str, title: str) -> Figure:
         title=f"{title} ({measure})",
     )
     colorbar = getattr(display, "_cbar", None)  # nilearn keeps the colour bar here
-    if colorbar is not None:
+    if colorbar is not None:  # at the figure's right edge: the label goes left of the ticks
+        colorbar.ax.yaxis.set_label_position("left")
         colorbar.set_label(measure_label(measure))
     return fig
 
