@@ -3,9 +3,26 @@
 Run `snakemake --cores N` (config/config.yaml is the demo). See README.md.
 """
 
+import os
+import sys
+
 from snakemake.utils import min_version
 
 min_version("8.20")
+
+# This workflow's own lmbrain (src/) comes first for the Snakefile and for every job: the jobs
+# inherit PYTHONPATH, the conda envs (--sdm conda) included, which therefore need not install
+# lmbrain (Snakemake copies envs/*.yaml into .snakemake/conda/, where `pip: -e ..` would miss).
+LMBRAIN_SRC = os.path.join(workflow.basedir, "src")
+sys.path.insert(0, LMBRAIN_SRC)
+_PATH_VAR = (
+    "PYTHONPATH"  # set here, for the jobs: nothing the user must define (envvars:)
+)
+os.environ[_PATH_VAR] = os.pathsep.join(
+    dict.fromkeys(
+        [LMBRAIN_SRC, *filter(None, os.environ.get(_PATH_VAR, "").split(os.pathsep))]
+    )
+)
 
 
 # The demo's config applies only when no --configfile is given: a user's config stands on its
@@ -40,6 +57,21 @@ include: "rules/banded.smk"
 include: "rules/maps.smk"
 include: "rules/trials.smk"
 include: "rules/extras.smk"
+
+
+# Aggregates and plots: seconds of work on small tables, run by Snakemake itself on the login
+# node rather than queued as cluster jobs (record_config is marked in its rule).
+localrules:
+    summarize_scores,
+    plot_scaling,
+    plot_brain_map,
+    summarize_rois,
+    plot_rois,
+    baseline_gaps,
+    scaling_extrapolation,
+    forecast_summary,
+    summarize_banded,
+    summarize_baselines,
 
 
 rule all:

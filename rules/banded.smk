@@ -33,7 +33,12 @@ rule summarize_banded:
     input:
         banded_fits,
     output:
-        table=f"{RESULTS}/{{dataset}}/summary/banded.tsv",
+        table=report(
+            f"{RESULTS}/{{dataset}}/summary/banded.tsv",
+            caption="../report/banded_table.rst",
+            category="Tables",
+            subcategory="{dataset}",
+        ),
         plot=report(
             f"{RESULTS}/{{dataset}}/plots/banded.png",
             caption="../report/banded.rst",

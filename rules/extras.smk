@@ -48,7 +48,12 @@ rule baseline_gaps:
     input:
         scores=f"{RESULTS}/{{dataset}}/summary/scores.tsv",
     output:
-        f"{RESULTS}/{{dataset}}/summary/baseline_gaps.tsv",
+        report(
+            f"{RESULTS}/{{dataset}}/summary/baseline_gaps.tsv",
+            caption="../report/baseline_gaps.rst",
+            category="Tables",
+            subcategory="{dataset}",
+        ),
     log:
         f"{RESULTS}/{{dataset}}/logs/baseline_gaps.log",
     conda:
@@ -65,7 +70,12 @@ rule scaling_extrapolation:
     input:
         scores=f"{RESULTS}/{{dataset}}/summary/scores.tsv",
     output:
-        f"{RESULTS}/{{dataset}}/summary/scaling_extrapolation.tsv",
+        report(
+            f"{RESULTS}/{{dataset}}/summary/scaling_extrapolation.tsv",
+            caption="../report/scaling_extrapolation.rst",
+            category="Tables",
+            subcategory="{dataset}",
+        ),
     log:
         f"{RESULTS}/{{dataset}}/logs/scaling_extrapolation.log",
     conda:
@@ -141,8 +151,18 @@ rule forecast_summary:
             for mid in FORECAST
         ],
     output:
-        table=f"{RESULTS}/{{dataset}}/summary/forecast.tsv",
-        plot=f"{RESULTS}/{{dataset}}/plots/forecast.png",
+        table=report(
+            f"{RESULTS}/{{dataset}}/summary/forecast.tsv",
+            caption="../report/forecast.rst",
+            category="Tables",
+            subcategory="{dataset}",
+        ),
+        plot=report(
+            f"{RESULTS}/{{dataset}}/plots/forecast.png",
+            caption="../report/forecast.rst",
+            category="Figures",
+            subcategory="{dataset}",
+        ),
     log:
         f"{RESULTS}/{{dataset}}/logs/forecast_summary.log",
     conda:

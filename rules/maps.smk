@@ -58,7 +58,12 @@ rule summarize_rois:
         data=dataset_inputs,
         rois=roi_inputs,
     output:
-        f"{RESULTS}/{{dataset}}/summary/scores_roi.tsv",
+        report(
+            f"{RESULTS}/{{dataset}}/summary/scores_roi.tsv",
+            caption="../report/scores_roi.rst",
+            category="Tables",
+            subcategory="{dataset}",
+        ),
     log:
         f"{RESULTS}/{{dataset}}/logs/summarize_rois.log",
     conda:

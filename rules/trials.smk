@@ -160,7 +160,12 @@ rule summarize_baselines:
     input:
         baseline_rows,
     output:
-        f"{RESULTS}/{{dataset}}/summary/baseline_scores.tsv",
+        report(
+            f"{RESULTS}/{{dataset}}/summary/baseline_scores.tsv",
+            caption="../report/baseline_scores.rst",
+            category="Tables",
+            subcategory="{dataset}",
+        ),
     log:
         f"{RESULTS}/{{dataset}}/logs/summarize_baselines.log",
     wildcard_constraints:
@@ -182,7 +187,12 @@ rule trial_rsa:
             for mid in rsa_models(wc.dataset)
         ],
     output:
-        table=f"{RESULTS}/{{dataset}}/summary/rsa.tsv",
+        table=report(
+            f"{RESULTS}/{{dataset}}/summary/rsa.tsv",
+            caption="../report/rsa_table.rst",
+            category="Tables",
+            subcategory="{dataset}",
+        ),
         plot=report(
             f"{RESULTS}/{{dataset}}/plots/rsa.png",
             caption="../report/rsa.rst",

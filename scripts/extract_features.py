@@ -1,10 +1,12 @@
 """Hidden states (every layer) of one model for every story: per word, or per audio window."""
 
+import time
+
 from lmbrain.config import validate_config
 from lmbrain.datasets import open_dataset
 from lmbrain.features import FeatureWriter, extract_story_features
 from lmbrain.models import load_model
-from lmbrain.scripting import fix_mmap_threshold, start
+from lmbrain.scripting import fix_mmap_threshold, progress_logger, start
 
 log = start(snakemake)
 run = validate_config(snakemake.config)["features"]  # execution settings, not tracked
@@ -35,8 +37,10 @@ info.update(
 )
 log.info("features %s: %s", snakemake.wildcards.feature, info)
 # word features go to disk window batch by window batch, speech features story by story
+progress = progress_logger()
 with FeatureWriter(snakemake.output[0], info, storage_dtype=spec["storage_dtype"]) as writer:
-    for story in dataset.stories:
+    for i, story in enumerate(dataset.stories, 1):
+        tic = time.perf_counter()
         _, feats = extract_story_features(
             dataset,
             story,
@@ -51,5 +55,16 @@ with FeatureWriter(snakemake.output[0], info, storage_dtype=spec["storage_dtype"
             device=str(next(model.parameters()).device),
             writer=writer,
         )
-        log.info("%s: %d rows", story, len(next(iter(feats.values()))))
+        rows = len(next(iter(feats.values())))
+        seconds = time.perf_counter() - tic
+        progress.info(
+            "story %d/%d %s: %d %s in %.1f s (%.0f/s)",
+            i,
+            len(dataset.stories),
+            story,
+            rows,
+            "time windows" if info.get("modality") == "audio" else "words",
+            seconds,
+            rows / max(seconds, 1e-9),
+        )
         del feats

@@ -9,19 +9,24 @@ import numpy as np
 
 from lmbrain.datasets import open_dataset
 from lmbrain.encoding import fit_encoding_model
+from lmbrain.features import read_feature_info
 from lmbrain.io import save_json, save_npz
 from lmbrain.models import model_id
-from lmbrain.scripting import start
+from lmbrain.provenance import fit_provenance
+from lmbrain.scripting import progress_logger, start
 
 log = start(snakemake)
 params, wc, output = snakemake.params, snakemake.wildcards, snakemake.output
 dataset = open_dataset(params.root, params.format, params.options)
 cc_max = np.load(snakemake.input.ceiling)["cc_max"]
 entry = params.entry
+provenance = fit_provenance(read_feature_info(snakemake.input.features))
 designs = {}  # story design matrices, built once for all fractions
-for fraction, voxels_path, row_path in zip(
-    params.fractions, output.voxels, output.rows, strict=True
+progress = progress_logger()
+for i, (fraction, voxels_path, row_path) in enumerate(
+    zip(params.fractions, output.voxels, output.rows, strict=True), 1
 ):
+    progress.info("train fraction %s (%d/%d): fitting", fraction, i, len(params.fractions))
     voxels, row = fit_encoding_model(
         dataset,
         wc.subject,
@@ -43,10 +48,13 @@ for fraction, voxels_path, row_path in zip(
         "untrained": bool(entry.get("untrained", False)),
         **row,
         "fit_path": voxels_path,
+        "provenance": provenance,
     }
-    log.info(
-        "fraction %s: mean r = %.4f (L %.4f, R %.4f)",
+    progress.info(
+        "train fraction %s (%d/%d): mean r = %.4f (L %.4f, R %.4f)",
         fraction,
+        i,
+        len(params.fractions),
         row["mean_r"],
         row["mean_r_left"],
         row["mean_r_right"],

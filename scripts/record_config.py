@@ -1,8 +1,9 @@
 """Write the configuration a dataset's results come from (shown in the Snakemake report)."""
 
 from lmbrain.io import save_yaml
+from lmbrain.provenance import software_versions
 from lmbrain.scripting import start
 
 log = start(snakemake)
-save_yaml(snakemake.output[0], dict(snakemake.params.config))
+save_yaml(snakemake.output[0], {**snakemake.params.config, "provenance": software_versions()})
 log.info("configuration recorded")

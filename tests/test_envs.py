@@ -13,17 +13,20 @@ so a new lazy import fails the test until someone either adds the package to the
 why the script does not reach it. An exclusion is itself checked: it must name a package that
 the script reaches only through lazy imports (a module-level import cannot be excluded).
 
-Versions: each package listed both in an env and in pyproject.toml (dependencies or extras)
-must carry the same specifier (conda's `pkg>=1.2` reads as pip's `pkg>=1.2`, `pkg=1.2` as
-`pkg==1.2.*`), each env pins a Python that pyproject's `requires-python` allows, and every
-third-party package `lmbrain` imports must be a pyproject dependency so the plain pip install
-(the default path) gets it too.
+Versions: every package of an env is pinned (`pkg==X`) to the version in constraints.txt (the
+versions the suite passed with, which the README's install commands use), that pin satisfies
+pyproject.toml's specifier, each env pins a Python that pyproject's `requires-python` allows, and
+every third-party package `lmbrain` imports must be a pyproject dependency so the plain pip
+install (the default path) gets it too. `test_envs_resolve_with_pip` asks pip (dry run) whether
+each env's list installs as Snakemake will create it.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import re
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -251,20 +254,43 @@ def stale_exclusions(root: Path) -> list[str]:
     return bad
 
 
+def constraint_pins(path: Path) -> dict[str, str]:
+    """``{distribution: version}`` of a constraints file's ``pkg==X`` lines."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            req = Requirement(line)
+            pinned = [s.version for s in req.specifier if s.operator == "=="]
+            pins[dist_name(req.name)] = pinned[0] if len(pinned) == 1 else ""
+    return pins
+
+
 def version_conflicts(root: Path) -> list[str]:
-    """Packages whose env specifier differs from pyproject's, and lmbrain imports missing there."""
+    """Env packages not pinned as in constraints.txt or outside pyproject's specifier, and
+    lmbrain imports missing from pyproject."""
     pip = pyproject_specs(root / "pyproject.toml")
+    pins = constraint_pins(root / "constraints.txt")
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
     requires_python = SpecifierSet(project.get("requires-python", ""))
     problems = []
     for env in sorted((root / "envs").glob("*.yaml")):
         for dist, spec in env_specs(env).items():
+            pinned = [s.version.removesuffix(".*") for s in spec if s.operator == "=="]
             if dist == "python":
-                pinned = [s.version.removesuffix(".*") for s in spec if s.operator == "=="]
                 if not pinned or not all(requires_python.contains(v) for v in pinned):
                     problems.append(f"{env.name}: python{spec} outside {requires_python}")
-            elif dist in pip and spec != pip[dist]:
+            elif dist == "pip":
+                continue
+            elif len(pinned) != 1 or pinned[0] != pins.get(dist):
+                problems.append(
+                    f"{env.name}: {dist}{spec} but constraints.txt has {dist}=={pins.get(dist)}"
+                )
+            elif dist in pip and not pip[dist].contains(pinned[0], prereleases=True):
                 problems.append(f"{env.name}: {dist}{spec} but pyproject has {dist}{pip[dist]}")
+    for dist, version in sorted(pins.items()):
+        if dist in pip and not pip[dist].contains(version, prereleases=True):
+            problems.append(f"constraints.txt: {dist}=={version} but pyproject has {pip[dist]}")
     used = set()
     for path in (root / "src" / "lmbrain").rglob("*.py"):
         if path.name == "testing.py":  # test helper: tokenizers come with transformers
@@ -274,6 +300,15 @@ def version_conflicts(root: Path) -> list[str]:
     for dist in sorted(used - set(pip)):
         problems.append(f"lmbrain imports {dist}, which pyproject.toml does not list")
     return problems
+
+
+def pip_requirements(env: Path) -> list[str]:
+    """An env's packages as pip requirement lines (conda names mapped), Python and pip left out."""
+    return [
+        f"{dist}{spec}"
+        for dist, spec in sorted(env_specs(env).items())
+        if dist not in ("python", "pip")
+    ]
 
 
 # -- tests on this repository ------------------------------------------------------------------
@@ -326,8 +361,15 @@ def synthetic(tmp_path):
     )
     env = {"channels": ["conda-forge"], "dependencies": ["python=3.11", "pandas>=2.0"]}
     (tmp_path / "envs/thin.yaml").write_text(yaml.safe_dump(env))
-    env["dependencies"] += ["numpy>=1.20", {"pip": ["scipy>=1.10"]}]
-    (tmp_path / "envs/full.yaml").write_text(yaml.safe_dump(env))
+    full = {
+        "channels": ["conda-forge"],
+        "dependencies": ["python=3.11", "pip", "pandas=2.1.0", "numpy==1.23.0"],
+    }
+    full["dependencies"].append({"pip": ["scipy==1.10.0"]})
+    (tmp_path / "envs/full.yaml").write_text(yaml.safe_dump(full))
+    (tmp_path / "constraints.txt").write_text(
+        "# pins\nnumpy==1.23.0\npandas==2.1.0\nscipy==1.11.0\n"
+    )
     (tmp_path / "pyproject.toml").write_text(
         '[project]\nname = "x"\nrequires-python = ">=3.12"\n'
         'dependencies = ["numpy>=1.24", "pandas>=2.0"]\n'
@@ -348,8 +390,11 @@ def test_synthetic_gaps_are_found(synthetic):
 def test_synthetic_version_conflicts_are_found(synthetic):
     assert version_conflicts(synthetic) == [
         "full.yaml: python==3.11.* outside >=3.12",
-        "full.yaml: numpy>=1.20 but pyproject has numpy>=1.24",
+        "full.yaml: numpy==1.23.0 but pyproject has numpy>=1.24",
+        "full.yaml: scipy==1.10.0 but constraints.txt has scipy==1.11.0",
         "thin.yaml: python==3.11.* outside >=3.12",
+        "thin.yaml: pandas>=2.0 but constraints.txt has pandas==2.1.0",
+        "constraints.txt: numpy==1.23.0 but pyproject has >=1.24",
         "lmbrain imports scipy, which pyproject.toml does not list",
     ]
 
@@ -359,3 +404,78 @@ def test_conda_specs_read_as_pip_specifiers():
     assert conda_requirement("python=3.11") == ("python", SpecifierSet("==3.11.*"))
     assert conda_requirement("numpy") == ("numpy", SpecifierSet(""))
     assert dist_name("pytorch") == "torch" and dist_name("PyYAML") == "pyyaml"
+
+
+# -- the envs install as Snakemake creates them ------------------------------------------------
+def test_envs_install_nothing_by_path():
+    """Snakemake copies each env file into .snakemake/conda/, so a relative `-e ..` or a local
+    path would point somewhere else: the envs list registry packages only."""
+    for env in sorted((ROOT / "envs").glob("*.yaml")):
+        for dep in yaml.safe_load(env.read_text())["dependencies"]:
+            for line in dep.get("pip", []) if isinstance(dep, dict) else [dep]:
+                assert not line.startswith(("-", ".", "/", "file:")), (env.name, line)
+                Requirement(line if isinstance(dep, dict) else conda_requirement(line)[0])
+
+
+def test_constraints_are_the_installed_versions():
+    """constraints.txt records the versions this suite runs with (local labels like +cpu
+    aside): a package upgraded here without updating the pins fails."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = constraint_pins(ROOT / "constraints.txt")
+    assert {"numpy", "torch", "transformers", "himalaya", "snakemake", "nilearn"} <= set(pins)
+    stale = []
+    for dist, pinned in sorted(pins.items()):
+        try:
+            installed = version(dist).split("+")[0]
+        except PackageNotFoundError:
+            continue
+        if installed != pinned:
+            stale.append(f"{dist}: constraints.txt {pinned}, installed {installed}")
+    assert stale == []
+
+
+def _requires(item: dict, python: str) -> list[Requirement]:
+    """The unconditional requirements of one package of a pip report, for ``python``."""
+    out = []
+    for line in item["metadata"].get("requires_dist", []):
+        req = Requirement(line)
+        env = {"python_version": python, "python_full_version": f"{python}.0", "extra": ""}
+        if req.marker is None or req.marker.evaluate(env):
+            out.append(req)
+    return out
+
+
+@pytest.mark.parametrize("name", ["extract", "fit", "plot"])
+def test_envs_resolve_with_pip(name, tmp_path):
+    """pip finds every pinned package of the env as a wheel for the env's Python (dry run,
+    metadata only), and the pins agree with each other's requirements.
+
+    pip resolves the list without dependencies (a few seconds; the packages each pin pulls
+    in are left to pip when conda creates the env), then each package's own Requires-Dist
+    (from pip's report) is checked against the env's other pins.
+    """
+    env = ROOT / "envs" / f"{name}.yaml"
+    python = str(next(iter(env_specs(env)["python"])).version).removesuffix(".*")
+    lines = pip_requirements(env)
+    (tmp_path / "req.txt").write_text("\n".join(lines) + "\n")
+    # --target only to let pip take --python-version; a dry run writes nothing there
+    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-deps"]
+    cmd += ["--only-binary=:all:", "--python-version", python, "--target", str(tmp_path / "t")]
+    cmd += ["--quiet", "--report", str(tmp_path / "report.json"), "-r", str(tmp_path / "req.txt")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    got = {dist_name(i["metadata"]["name"]): i for i in report["install"]}
+    pins = {Requirement(line).name: Requirement(line).specifier for line in lines}
+    assert set(got) == set(pins)
+    clashes = []
+    for dist, item in sorted(got.items()):
+        assert pins[dist].contains(item["metadata"]["version"].split("+")[0])
+        for req in _requires(item, python):
+            other = dist_name(req.name)
+            if other in got and not req.specifier.contains(
+                got[other]["metadata"]["version"].split("+")[0], prereleases=True
+            ):
+                clashes.append(f"{dist} needs {req}, env pins {other}{pins[other]}")
+    assert clashes == []

@@ -100,3 +100,23 @@ def test_roi_bars(tmp_path):
     assert (tmp_path / "roi.png").read_bytes()[:8] == PNG
     mapplots.plot_roi_bars(pd.DataFrame(columns=list(rows[0])), table, tmp_path / "none.png")
     assert (tmp_path / "none.png").read_bytes()[:8] == PNG
+
+
+def test_brain_map_colour_bars_say_what_they_show(tmp_path, no_network):
+    mask, affine = demo_mask(20)
+    geo = VolumeGeometry(mask, affine)
+    paths = brainmaps.write_volume_map(_values(geo.n_voxels), geo, tmp_path / "m")
+    fig = mapplots._volume_figure(paths["image"], "r", "vol")
+    labels = [ax.get_ylabel() for ax in fig.axes] + [ax.get_xlabel() for ax in fig.axes]
+    assert "test correlation r" in labels
+    fig.canvas.draw()
+    label = next(ax.yaxis.label for ax in fig.axes if ax.get_ylabel() == "test correlation r")
+    assert fig.bbox.contains(*label.get_window_extent().p0)  # drawn inside the figure
+    assert fig.bbox.contains(*label.get_window_extent().p1)
+    geo = SurfaceGeometry(
+        "fsaverage5", np.array(["L"] * 50 + ["R"] * 50), np.r_[np.arange(50), np.arange(50)],
+        {"L": 10242, "R": 10242},
+    )  # fmt: skip
+    paths = brainmaps.write_surface_map(_values(100), geo, tmp_path / "s")
+    fig = mapplots._surface_figure(paths, "alpha", "surf")
+    assert "ridge penalty alpha" in [ax.get_ylabel() for ax in fig.axes]

@@ -14,6 +14,7 @@ from lmbrain.aggregate import FIT_COLUMNS, SCORE_COLUMNS
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SIZES = {"small": 1e6, "medium": 1e7, "large": 1e8}
@@ -90,7 +91,7 @@ def assert_png(path, panels=1, panel=plotting.PANEL_SIZE):
     assert not list(path.parent.glob(f".{path.name}.*"))  # no temporary file left
 
 
-WIDE = {"data", "layers"}  # legend outside the axes: wider panels
+WIDE = {"data", "layers", "models", "asymmetry"}  # legend outside the axes: wider panels
 ALL_PLOTS = {
     "models": lambda s, f, p: plotting.plot_scaling_models(s, f, p),
     "data": lambda s, f, p: plotting.plot_scaling_data(s, f, p),
@@ -204,7 +205,7 @@ def test_one_panel_per_dataset(tmp_path):
     fits = pd.concat([make_fits(scores, "a"), make_fits(scores, "b")])
     path = tmp_path / "two.png"
     plotting.plot_scaling_models(scores, fits, path)
-    assert_png(path, panels=2)
+    assert_png(path, panels=2, panel=plotting.WIDE_PANEL_SIZE)
 
 
 def test_slope_text_formats():
@@ -212,3 +213,77 @@ def test_slope_text_formats():
     assert plotting.slope_text(row) == "slope = 4.0e-04 per decade [-1.0e-04, 9.0e-04]"
     assert plotting.slope_text(row, ci=False) == "slope = 4.0e-04 per decade"
     assert plotting.slope_text(None) == "slope n/a"
+
+
+# -- legibility: measured on the drawn figure, in display coordinates -------------------------
+def _boxes_overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def _drawn(fig):
+    fig.canvas.draw()
+    return fig.canvas.get_renderer()
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        {"a": 3e4, "b": 2e5, "c": 4e6, "d": 7e7, "e": 3e9},  # many decades
+        {"a": 2.1e4, "b": 5.3e4, "c": 1.3e5},  # less than one decade
+        {"a": 1e7, "b": 1.2e7},  # nearly one size
+    ],
+)
+@pytest.mark.parametrize("build", [plotting._build_scaling_models, plotting._build_asymmetry])
+def test_log_axis_tick_labels_do_not_overlap(sizes, build):
+    scores = make_scores(models=sizes, untrained=())
+    fig = build(scores, make_fits(scores))
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    labels = [t for t in ax.get_xticklabels() if t.get_visible() and t.get_text()]
+    inside = ax.get_xlim()
+    labels = [t for t in labels if inside[0] <= t.get_position()[0] <= inside[1]]
+    assert len(labels) >= 2, [t.get_text() for t in ax.get_xticklabels()]
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert not _boxes_overlap(boxes[i], boxes[j]), (labels[i], labels[j])
+    assert all("\\times" not in t.get_text() for t in labels)  # plain units: 30k, 1M
+    assert not [t.get_text() for t in ax.xaxis.get_minorticklabels() if t.get_text()]
+
+
+def test_model_names_and_legend_leave_the_markers_free():
+    """Crowded sizes and scores: no name covers another model's marker or name, and the
+    legend is outside the axes."""
+    sizes = {"m1": 1.0e7, "m2": 1.1e7, "m3": 1.2e7, "m4": 1.3e7, "big": 1e9}
+    scores = make_scores(models=sizes, untrained=("m2", "big"))
+    fig = plotting._build_scaling_models(scores, make_fits(scores))
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    names = [t for t in ax.texts if t.get_text() in set(scores["model"])]
+    assert len(names) == scores["model"].nunique()
+    points = {}
+    for t in names:
+        points[t.get_text()] = ax.transData.transform(t.xy)
+    half = 4 * fig.dpi / 72
+    for t in names:
+        box = t.get_window_extent(renderer)
+        for other, (cx, cy) in points.items():
+            if other == t.get_text():
+                continue
+            mark = Bbox.from_extents(cx - half, cy - half, cx + half, cy + half)
+            assert not _boxes_overlap(box, mark), (t.get_text(), other)
+        for u in names:
+            if u is not t:
+                assert not _boxes_overlap(box, u.get_window_extent(renderer)), (t, u)
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.x0 >= ax.get_window_extent(renderer).x1  # right of the axes
+
+
+def test_error_bars_are_defined_in_every_panel():
+    scores = make_scores()
+    fits = make_fits(scores)
+    for build in (plotting._build_scaling_models, plotting._build_asymmetry):
+        assert "error bars: SEM over subjects" in build(scores, fits).axes[0].get_title()
+    ax = plotting._build_scaling_data(scores, fits).axes[0]
+    assert "error bars: SEM over subjects" in ax.get_title()
+    assert "SEM band" in plotting._build_layers(scores).axes[0].get_title()

@@ -43,14 +43,19 @@ EXPECTED_JOBS = {
     "noise_ceiling": 1,
     "extract_features": 2,
     "fit_encoding_model": 4,  # one per (subject, model, layer); here 1 fraction
-    "summarize_scores": 1,
-    "plot_scaling": 1,
     "brain_maps": 2,  # rules/maps.smk: one per (subject, model)
-    "plot_brain_map": 1,
-    "summarize_rois": 1,
-    "plot_rois": 1,
-    "baseline_gaps": 1,  # rules/extras.smk
-    "scaling_extrapolation": 1,
+}
+#: aggregates and plots: `localrules` (Snakefile), run by Snakemake itself, never submitted
+LOCAL_RULES = {
+    "all",
+    "record_config",
+    "summarize_scores",
+    "plot_scaling",
+    "plot_brain_map",
+    "summarize_rois",
+    "plot_rois",
+    "baseline_gaps",
+    "scaling_extrapolation",
 }
 RUN_TIMEOUT_S = 900
 
@@ -70,6 +75,19 @@ needs_plugin = pytest.mark.skipif(
 )
 
 
+def foreign_slurm_setup(conf: Path = Path("/etc/slurm/slurm.conf")) -> str | None:
+    """Why ``conf``'s folder is not the test's to use (as start_slurm.sh judges), or None.
+
+    The folder belongs to another user, or a slurm.conf (a file, or a link: another running
+    test cluster's, since each test makes its own) is already there.
+    """
+    if conf.parent.exists() and conf.parent.stat().st_uid != os.geteuid():
+        return f"{conf.parent} belongs to another user; the test leaves it alone"
+    if conf.exists() or conf.is_symlink():
+        return f"{conf} exists: another Slurm setup (or test cluster) that the test leaves alone"
+    return None
+
+
 def cannot_start_slurm() -> str | None:
     """Why this machine cannot host the test cluster, or None."""
     if not hasattr(os, "geteuid") or os.geteuid() != 0:
@@ -80,10 +98,7 @@ def cannot_start_slurm() -> str | None:
             f"Slurm is not installed ({', '.join(SLURM_TOOLS)}) and apt-get is not "
             "available to install it"
         )
-    conf = Path("/etc/slurm/slurm.conf")
-    if conf.exists() and not conf.is_symlink():
-        return f"{conf} exists: this machine has its own Slurm setup, which the test leaves alone"
-    return None
+    return foreign_slurm_setup()
 
 
 def reduced_config(models: Path) -> dict:
@@ -147,6 +162,8 @@ def cluster():
     sacct_error = None
     try:
         res = start_cluster(base, "slurmdbd")
+        if res.returncode == 3:  # /etc/slurm taken meanwhile (start_slurm.sh)
+            pytest.skip(res.stderr.strip()[-500:])
         if res.returncode != 0:
             sacct_error = f"slurmdbd accounting did not start: {res.stderr.strip()[-1500:]}"
             res = start_cluster(base, "none")
@@ -253,7 +270,9 @@ def test_slurm_logs_per_job(runs):
     logs = runs["slurm"] / ".snakemake" / "slurm_logs"
     counts = {rule: len(list((logs / f"rule_{rule}").rglob("*.log"))) for rule in EXPECTED_JOBS}
     assert counts == EXPECTED_JOBS, runs["log"][-3000:]
-    assert "localrule all" in runs["log"]
+    for rule in LOCAL_RULES:
+        assert not (logs / f"rule_{rule}").exists(), rule
+        assert f"localrule {rule}:" in runs["log"], rule
 
 
 @pytest.mark.slow
@@ -332,31 +351,24 @@ def dry_run_resources(workdir: Path, *args: str, **env: str) -> dict[str, str]:
 
 @needs_plugin
 def test_profile_resources(tiny_models, tmp_path):
+    """Runtime, GPU and memory requests on a dry run (partition and account: see
+    test_sbatch_arguments, which reads what is submitted: dry runs show `<TBD>` for resources
+    Snakemake evaluates at submission, depending on its version)."""
     workdir = make_workdir(tmp_path, "dry", reduced_config(tiny_models))
     shipped = dry_run_resources(workdir)
     extract, fit = shipped["extract_features"], shipped["fit_encoding_model"]
     assert extract["gpu"] == "1" and extract["runtime"] == "240"
     assert extract["mem_mb"] == str(extraction_request(tiny_models))
-    assert "slurm_partition" not in extract and "slurm_account" not in extract
     assert fit["runtime"] == "120" and fit["gpu"] == "0"  # cluster.fit_runtime x 1 fraction
-    assert fit["mem_mb"] == "<TBD>"  # computed from the inputs once they exist
 
-    # GPUs and partitions from the workflow config; $SLURM_PARTITION for the other stage
     config = reduced_config(tiny_models)
-    config["cluster"] = {"fit_gpus": 1, "extraction_partition": "gpu-x"}
+    config["cluster"] = {"fit_gpus": 1}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
-    configured = dry_run_resources(workdir, SLURM_PARTITION="cpu-y")
-    assert configured["extract_features"]["slurm_partition"] == "gpu-x"
-    assert configured["fit_encoding_model"]["slurm_partition"] == "cpu-y"
-    assert configured["fit_encoding_model"]["gpu"] == "1"
+    assert dry_run_resources(workdir)["fit_encoding_model"]["gpu"] == "1"
     (workdir / "config.yaml").write_text(yaml.safe_dump(reduced_config(tiny_models)))
 
-    knobs = dry_run_resources(
-        workdir, SLURM_PARTITION="gpu-a", SLURM_ACCOUNT="lab7", LMBRAIN_SLURM_GPUS="0"
-    )
-    extract = knobs["extract_features"]
-    assert extract["gpu"] == "0" and extract["mem_mb"] == shipped["extract_features"]["mem_mb"]
-    assert extract["slurm_partition"] == "gpu-a" and extract["slurm_account"] == "lab7"
+    knobs = dry_run_resources(workdir, LMBRAIN_SLURM_GPUS="0")
+    assert knobs["extract_features"]["gpu"] == "0"
 
     # a command-line --set-resources replaces the profile's whole set-resources key; the fit
     # rules' runtime is their own (cluster.fit_runtime), not the profile's, so it stays
@@ -371,3 +383,136 @@ def test_profile_resources(tiny_models, tmp_path):
     config["cluster"] = {"fit_runtime": 30}
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     assert dry_run_resources(workdir)["fit_encoding_model"]["runtime"] == "60"
+
+
+# -- what is submitted: sbatch calls, recorded by stand-ins for the Slurm commands ------------
+FAKE_SLURM = {
+    # record the call and refuse the job: the run stops after its first submissions
+    "sbatch": 'printf \'%s\\n\' "$*" >> "$FAKE_SLURM_LOG"; echo "sbatch: refused" >&2; exit 1',
+    "sacctmgr": 'echo "${SLURM_ACCOUNT:-lab7}"',
+    "sshare": 'echo "${SLURM_ACCOUNT:-lab7}"',
+    "sinfo": "printf 'PARTITION\\nsite-default*\\n'",
+    "sacct": "exit 0",
+    "squeue": "exit 0",
+    "scancel": "exit 0",
+}
+
+
+def sbatch_calls(log: Path) -> list[dict[str, str]]:
+    """Each recorded sbatch call as ``{rule, -p, -A, --mem, --cpus-per-task, -t, gpus}``."""
+    calls = []
+    for line in log.read_text().splitlines() if log.exists() else []:
+        head = line.split(" --wrap", 1)[0]
+        call = {"rule": rule_of(re.search(r"--comment (\S+)", head).group(1))}
+        for flag in ("-p", "-A", "--mem", "-t"):
+            found = re.search(rf"(?:^| ){flag} (\S+)", head)
+            call[flag] = found.group(1) if found else None
+        cpus = re.search(r"--cpus-per-task[= ](\d+)", head)
+        call["--cpus-per-task"] = cpus.group(1) if cpus else None
+        gpus = re.search(r"--gpus[= ](\S+)|--gres[= ]gpu:(\S+)", head)
+        call["gpus"] = (gpus.group(1) or gpus.group(2)) if gpus else None
+        calls.append(call)
+    return calls
+
+
+@pytest.mark.slow
+@needs_plugin
+def test_sbatch_arguments(tiny_models, tmp_path):
+    """The partition, account, memory, CPUs and GPUs that reach sbatch, through the shipped
+    profile: fits on $SLURM_PARTITION, extraction on cluster.extraction_partition, the account
+    from $SLURM_ACCOUNT, the rules' memory estimates (doubled on the retry), at most `cores`
+    (4) CPUs, and no job for the local rules."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for name, body in FAKE_SLURM.items():
+        (fake / name).write_text(f"#!/bin/bash\n{body}\n")
+        (fake / name).chmod(0o755)
+    config = reduced_config(tiny_models)
+    config["cluster"] = {"extraction_partition": "gpu-x"}
+    workdir = make_workdir(tmp_path, "w", config)
+    upstream = subprocess.run(  # dataset, ceiling, features: locally
+        snakemake_cmd(workdir, "--cores", "2", "--workflow-profile", "none", "--until")
+        + ["extract_features", "noise_ceiling"],
+        capture_output=True,
+        text=True,
+        env=offline_env(),
+        timeout=RUN_TIMEOUT_S,
+    )
+    assert upstream.returncode == 0, upstream.stderr[-3000:]
+    log = tmp_path / "sbatch.log"
+    env = offline_env(
+        PATH=f"{fake}{os.pathsep}{os.environ['PATH']}",
+        FAKE_SLURM_LOG=str(log),
+        SLURM_PARTITION="cpu-y",
+        SLURM_ACCOUNT="lab7",
+    )
+    # fits first (their inputs exist), then extraction again (forced)
+    stages = [["--until", "fit_encoding_model"]]
+    stages.append(["--until", "extract_features", "--forcerun", "extract_features"])
+    for extra in stages:
+        res = subprocess.run(
+            snakemake_cmd(workdir, "--workflow-profile", str(PROFILE), *extra),
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=RUN_TIMEOUT_S,
+        )
+        assert res.returncode != 0 and "sbatch" in res.stdout + res.stderr
+    calls = pd.DataFrame(sbatch_calls(log))
+    print(calls.to_string())
+    assert set(calls.rule) == {"fit_encoding_model", "extract_features"}
+    assert not set(calls.rule) & LOCAL_RULES
+    assert (calls["-A"] == "lab7").all()
+    fits, extracts = (
+        calls[calls.rule == "fit_encoding_model"],
+        calls[calls.rule != "fit_encoding_model"],
+    )
+    assert (fits["-p"] == "cpu-y").all() and (extracts["-p"] == "gpu-x").all()
+    assert (fits["-t"] == "120").all() and (extracts["-t"] == "240").all()
+    assert (fits["--cpus-per-task"] == "1").all() and (extracts["--cpus-per-task"] == "4").all()
+    assert fits.gpus.isna().all() and (extracts.gpus == "1").all()
+    first = int(extracts["--mem"].astype(int).min())
+    assert first == extraction_request(tiny_models)
+    assert set(extracts["--mem"].astype(int)) == {first, 2 * first}  # retry: twice as much
+    mems = sorted(set(fits["--mem"].astype(int)))
+    assert len(mems) == 2 and mems[1] == 2 * mems[0] and mems[0] > 1000  # computed, not <TBD>
+
+
+# -- someone else's /etc/slurm: skip, never touch it ------------------------------------------
+def test_foreign_slurm_setup_is_left_alone(tmp_path):
+    conf = tmp_path / "etc-slurm" / "slurm.conf"
+    assert foreign_slurm_setup(conf) is None  # no folder yet
+    conf.parent.mkdir()
+    assert foreign_slurm_setup(conf) is None
+    conf.symlink_to(tmp_path / "another-test" / "slurm.conf")  # another test cluster's link
+    assert "exists" in foreign_slurm_setup(conf)
+    conf.unlink()
+    if os.geteuid() == 0:
+        os.chown(conf.parent, 4321, 4321)
+        assert "belongs to another user" in foreign_slurm_setup(conf)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root (chown)")
+def test_start_slurm_refuses_a_foreign_etc_slurm(tmp_path):
+    """start_slurm.sh exits 3 at once, before installing or starting anything."""
+    etc = tmp_path / "etc-slurm"
+    etc.mkdir()
+    os.chown(etc, 4321, 4321)
+    env = dict(
+        os.environ,
+        SLURM_TEST_DIR=str(tmp_path / "base"),
+        SLURM_SYSTEM_CONF=str(etc / "slurm.conf"),
+    )
+    res = subprocess.run(
+        ["bash", str(START_SLURM), "start"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert res.returncode == 3, res.stderr
+    assert "belongs to" in res.stderr and not (etc / "slurm.conf").exists()
+    assert not (tmp_path / "base" / "etc" / "slurm.conf").exists()
+
+
+def test_start_slurm_counts_every_cpu():
+    """The node gets the machine's CPUs (`nproc --all`), not OMP_NUM_THREADS's count."""
+    script = START_SLURM.read_text()
+    assert re.search(r'NCPU="\$\(nproc --all\)"', script)
+    assert not re.search(r"\$\(nproc\)", script)

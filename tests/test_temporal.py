@@ -26,7 +26,8 @@ def _gamma_pdf(t, shape, scale):
 
 
 def _glover_scalar(t):
-    return (_gamma_pdf(t, 6 / 0.9, 0.9) - 0.35 * _gamma_pdf(t, 12 / 0.9, 0.9)) / 0.65
+    """Glover (1999) as nilearn >= 0.11 parametrises it (undershoot ratio 0.48), unit area."""
+    return (_gamma_pdf(t, 6 / 0.9, 0.9) - 0.48 * _gamma_pdf(t, 12 / 0.9, 0.9)) / 0.52
 
 
 # --------------------------------------------------------------------------- Lanczos
@@ -155,14 +156,82 @@ def test_glover_hrf_matches_formula_and_shape():
     h = temporal.glover_hrf(tr, oversampling=ov, time_length=32.0)
     dt = tr / ov
     assert h.shape == (int(round(32.0 / dt)),)
-    want = [_glover_scalar(k * dt) for k in range(h.size)]
-    np.testing.assert_allclose(h, want, rtol=1e-9, atol=1e-12)
+    # nilearn evaluates the gammas one step late (loc=dt) on linspace(0, 32, n)
+    grid = np.linspace(0, 32.0, h.size) - dt
+    want = np.array([_glover_scalar(t) for t in grid])
+    np.testing.assert_allclose(h, want / (want.sum() * dt), rtol=1e-9, atol=1e-12)
     t = np.arange(h.size) * dt
-    assert 4.5 < t[np.argmax(h)] < 5.5  # peak ~5 s
-    assert 11.0 < t[np.argmin(h)] < 14.0  # undershoot ~12.5 s
-    assert h.sum() * dt == pytest.approx(1.0, abs=1e-3)  # unit integral
+    assert 4.5 < t[np.argmax(h)] < 5.6  # peak ~5 s
+    assert 11.0 < t[np.argmin(h)] < 14.0  # undershoot ~12 s
+    assert h.sum() * dt == pytest.approx(1.0, abs=1e-9)  # unit integral
+    # undershoot depth relative to the peak: Glover 1999 / nilearn >= 0.11, not the old 0.35
+    depth = -h.min() / h.max()
+    old = np.array([_gamma_pdf(x, 6 / 0.9, 0.9) - 0.35 * _gamma_pdf(x, 12 / 0.9, 0.9) for x in t])
+    assert depth == pytest.approx(-old.min() / old.max() * 1.45, rel=0.05)
     shifted = temporal.glover_hrf(tr, oversampling=ov, onset=1.0)
-    np.testing.assert_allclose(shifted[10:], h[:-10], atol=1e-12)
+    late = np.array([_glover_scalar(t - 1.0) for t in grid])
+    np.testing.assert_allclose(shifted, late / (late.sum() * dt), rtol=1e-9, atol=1e-12)
+
+
+def test_glover_hrf_is_nilearns():
+    from nilearn.glm.first_level.hemodynamic_models import glover_hrf
+
+    for tr, ov in [(2.0, 50), (1.5, 10)]:
+        np.testing.assert_allclose(
+            temporal.glover_hrf(tr, ov) * (tr / ov), glover_hrf(tr, ov), rtol=1e-12
+        )
+    t = np.arange(0, 32, 0.04)
+    np.testing.assert_allclose(
+        temporal.glover_hrf_at(t), [_glover_scalar(x) for x in t], rtol=1e-9, atol=1e-12
+    )
+
+
+def test_boxcar_regressors_match_nilearn_compute_regressor():
+    """Duration-weighted words (hrf_events: boxcar) are what nilearn's compute_regressor makes
+    of (onsets, durations, amplitudes), as in Bonnasse-Gahot & Pallier (2024)."""
+    from nilearn.glm.first_level import compute_regressor
+
+    tr, n_trs = 2.0, 60
+    rng = np.random.default_rng(3)
+    onsets = np.sort(rng.uniform(2.0, 100.0, size=120))
+    durations = rng.uniform(0.1, 0.9, size=onsets.size)
+    amplitudes = rng.normal(size=onsets.size)
+    # nilearn reads the TR off frame_times.max() / (n - 1), which TR-centred times (i * tr +
+    # tr / 2) would stretch: give it i * tr and the onsets tr / 2 earlier, the same thing. Both
+    # sides round times to their own fine grid: compare on a fine one (oversampling 500).
+    ov = 500
+    want, _ = compute_regressor(
+        np.vstack([onsets - tr / 2, durations, amplitudes]),
+        "glover",
+        np.arange(n_trs) * tr,
+        oversampling=ov,
+    )
+    got = temporal.hrf_regressors(
+        amplitudes, onsets, n_trs, tr, durations=durations, oversampling=ov
+    )[:, 0]
+    np.testing.assert_allclose(got, want[:, 0], atol=0.01 * np.abs(want).max())
+    assert np.corrcoef(got, want[:, 0])[0, 1] > 0.9999
+    # a boxcar weighs by duration: a word twice as long gives about twice the response
+    short = temporal.hrf_regressors([1.0], [10.0], n_trs, tr, durations=[0.2])
+    long = temporal.hrf_regressors([1.0], [10.0], n_trs, tr, durations=[0.4])
+    assert long.max() / short.max() == pytest.approx(2.0, rel=0.02)
+
+
+def test_boxcar_regressors_vs_brute_force_integral():
+    tr, n_trs = 2.0, 40
+    feats, times = _word_inputs(11, n_trs, tr)
+    durations = np.full(times.size, 0.3)
+    ov = 500  # boxcar ends fall on a tr / ov grid: fine enough for the exact integral
+    got = temporal.hrf_regressors(feats, times, n_trs, tr, durations=durations, oversampling=ov)
+    want = np.zeros((n_trs, 3))
+    fine = np.linspace(0.0, 0.3, 61)
+    for i, t_tr in enumerate(temporal.tr_times(n_trs, tr)):
+        for w in range(times.size):
+            # nilearn's kernel is the curve one fine step (tr / ov) late
+            values = [_glover_scalar(t_tr - times[w] - u - tr / ov) for u in fine]
+            want[i] += np.trapezoid(values, fine) * feats[w]
+    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.9999
+    np.testing.assert_allclose(got, want, atol=0.01 * np.abs(want).max())
 
 
 def _word_inputs(seed, n_trs, tr, n_feat=3):
@@ -234,3 +303,20 @@ def test_prepare_responses():
     ref = y[4:28, :4]
     np.testing.assert_allclose(out[:, :4], (ref - ref.mean(0)) / ref.std(0), atol=1e-5)
     np.testing.assert_array_equal(out[:, 4], 0.0)
+
+
+def test_word_events_follow_hrf_events():
+    from lmbrain.config import validate_config
+    from lmbrain.encoding import word_events
+    from lmbrain.stimulus import Words
+
+    words = Words(words=["a", "b"], onsets=np.array([1.0, 2.0]), offsets=np.array([1.5, 2.2]))
+    times, durations = word_events(words, {"method": "hrf", "hrf_events": "boxcar"})
+    np.testing.assert_allclose(times, [1.0, 2.0])
+    np.testing.assert_allclose(durations, [0.5, 0.2])
+    for temporal_cfg in [{"method": "hrf", "hrf_events": "impulse"}, {"method": "lanczos"}]:
+        times, durations = word_events(words, temporal_cfg)
+        np.testing.assert_allclose(times, [1.25, 2.1])
+        assert durations is None
+    minimal = {"datasets": {"demo": {"simulate": {}}}, "models": [{"model": "gpt2"}]}
+    assert validate_config(minimal)["temporal"]["hrf_events"] == "impulse"

@@ -146,6 +146,7 @@ def _read_one_row(path: Path) -> dict:
         raise ScoreRowError(path, f"not valid JSON ({err.msg}, line {err.lineno})") from err
     if not isinstance(row, dict):
         raise ScoreRowError(path, "a score row must be a JSON object")
+    row.pop("provenance", None)  # software versions and model revision: not a score column
     missing = [k for k in SCORE_COLUMNS if k not in row]
     if missing:
         raise ScoreRowError(path, f"score row lacks required key(s): {', '.join(missing)}")

@@ -50,6 +50,44 @@ def load_schema() -> dict:
     return yaml.safe_load(text)
 
 
+def section(name: str, values: dict | None = None) -> dict:
+    """One config section (``temporal``, ``fitting``, ``features``...) with its defaults.
+
+    For the Python API (a notebook): the functions that take a section accept a partial one,
+    e.g. ``fit_encoding_model(..., fitting={"n_folds": 3})``, and fill the rest here.
+
+    Parameters
+    ----------
+    name : str
+        A top-level key of the schema that holds an object.
+    values : dict, optional
+        The keys given; None or ``{}`` for all defaults.
+
+    Returns
+    -------
+    dict
+        A validated copy with every default filled in.
+
+    Raises
+    ------
+    ConfigError
+        Unknown section, unknown key or bad value, named as ``<name>.<key>``.
+    """
+    schema = load_schema()
+    sub = schema["properties"].get(name)
+    if sub is None or sub.get("type") != "object":
+        raise ConfigError(name, "not a configuration section (see config/README.md)")
+    cfg = copy.deepcopy(dict(values or {}))
+    validator = jsonschema.Draft202012Validator({**sub, "$defs": schema.get("$defs", {})})
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if errors:
+        best = _best_error(errors[0])
+        key = ".".join([name, *map(str, best.absolute_path)])
+        raise ConfigError(key, best.message)
+    _fill_defaults(cfg, sub)
+    return cfg
+
+
 def _fill_defaults(instance: Any, schema: dict) -> None:
     """Fill literal ``default`` values of ``properties`` into ``instance`` (in place), recursively."""
     if not isinstance(instance, dict):

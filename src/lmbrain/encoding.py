@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 
+from lmbrain.config import section
 from lmbrain.features import read_feature_info, read_feature_times, read_features
 from lmbrain.fitting import alpha_grid, fit_ridge_cv, nested_train_subsets, predict
 from lmbrain.scoring import normalized_r, pearson_r, r2_score, summarize_scores
@@ -50,11 +51,33 @@ def story_design(dataset, feature_path, story: str, layer: int, n_trs: int, temp
                 f"{feature_path}: story {story} has {feats.shape[0]} feature rows "
                 f"but {len(words)} words in {dataset.stimulus_path(story)}"
             )
-        times = words.times
+        times, durations = word_events(words, temporal)
+        return design_from_features(dataset, feats, times, n_trs, temporal, durations)
     return design_from_features(dataset, feats, times, n_trs, temporal)
 
 
-def design_from_features(dataset, feats, times, n_trs: int, temporal: dict):
+def word_events(words, temporal: dict):
+    """Times (and durations) of a story's words for :func:`design_from_features`.
+
+    Parameters
+    ----------
+    words : lmbrain.stimulus.Words
+    temporal : dict
+        The config's ``temporal`` section.
+
+    Returns
+    -------
+    times : ndarray
+        The words' midpoints, or their onsets for ``method: hrf`` with ``hrf_events: boxcar``.
+    durations : ndarray or None
+        ``offsets - onsets`` for boxcars, else None (impulses at the midpoints).
+    """
+    if temporal.get("method") == "hrf" and temporal.get("hrf_events", "impulse") == "boxcar":
+        return words.onsets, words.offsets - words.onsets
+    return words.times, None
+
+
+def design_from_features(dataset, feats, times, n_trs: int, temporal: dict, durations=None):
     """:func:`lmbrain.temporal.build_design` with the dataset's TR and trims.
 
     Parameters
@@ -67,8 +90,12 @@ def design_from_features(dataset, feats, times, n_trs: int, temporal: dict):
     n_trs : int
         Number of TRs of the run (before trimming).
     temporal : dict
-        The config's ``temporal`` section (method, window, delays).
+        The config's ``temporal`` section (method, window, delays); missing keys take their
+        defaults (:func:`lmbrain.config.section`).
+    durations : ndarray, shape (n_rows,), optional
+        Row durations (boxcar events of ``method: hrf``, :func:`word_events`).
     """
+    temporal = section("temporal", temporal)
     return build_design(
         feats,
         times,
@@ -79,6 +106,7 @@ def design_from_features(dataset, feats, times, n_trs: int, temporal: dict):
         method=temporal["method"],
         delays=tuple(temporal["delays"]),
         window=temporal["window"],
+        durations=durations,
     )
 
 
@@ -160,8 +188,8 @@ def fit_encoding_model(
     layer: int,
     fraction: float,
     *,
-    temporal: dict,
-    fitting: dict,
+    temporal: dict | None = None,
+    fitting: dict | None = None,
     cc_max: np.ndarray | None = None,
     min_cc_max: float = 0.1,
     seed: int = 0,
@@ -180,8 +208,9 @@ def fit_encoding_model(
         Hidden-state index to use.
     fraction : float
         Fraction of the training stories (nested subsets drawn with ``seed``).
-    temporal, fitting : dict
-        Config sections; ``fitting["cv"]`` picks the outer cross-validation
+    temporal, fitting : dict, optional
+        Config sections, partial ones allowed (the schema's defaults fill the rest,
+        :func:`lmbrain.config.section`); ``fitting["cv"]`` picks the outer cross-validation
         (:func:`outer_folds`, default ``test_stories``).
     cc_max : ndarray, optional
         Per-voxel noise ceiling; without it ``r_norm`` is all NaN.
@@ -209,7 +238,8 @@ def fit_encoding_model(
         The summary row of :mod:`lmbrain.aggregate`'s score table (without dataset/model keys
         the caller adds).
     """
-    cv = fitting.get("cv", "test_stories")
+    temporal, fitting = section("temporal", temporal), section("fitting", fitting)
+    cv = fitting["cv"]
     folds = outer_folds(dataset, subject, fraction, cv, seed, subjects)
     designs = {} if designs is None else designs
 

@@ -799,8 +799,10 @@ class FeatureWriter:
     def __init__(self, path: str | Path, info: Mapping, storage_dtype: str = "float32"):
         if np.dtype(storage_dtype) not in (np.float32, np.float16, np.float64):
             raise ValueError(f"storage_dtype must be a float dtype, got {storage_dtype!r}")
+        from lmbrain.provenance import software_versions
+
         self.path = Path(path)
-        self.info = dict(info)
+        self.info = {"provenance": software_versions(), **info}
         self.storage_dtype = np.dtype(storage_dtype)
         self._stack: contextlib.ExitStack | None = None
         self._file = None
@@ -953,8 +955,8 @@ def feature_spec(entry: Mapping, features: Mapping, modality: str = "text") -> d
     Parameters
     ----------
     entry : mapping
-        Model entry of the configuration (``model``, optional ``gguf_file``, ``untrained``,
-        ``seed``).
+        Model entry of the configuration (``model``, optional ``gguf_file``, ``revision``,
+        ``untrained``, ``seed``).
     features : mapping
         The ``features:`` config section; the keys in :data:`EXTRACTION_KEYS` are kept
         (:data:`AUDIO_EXTRACTION_KEYS` for a speech model), unless the entry sets its own
@@ -968,8 +970,8 @@ def feature_spec(entry: Mapping, features: Mapping, modality: str = "text") -> d
     -------
     dict
         ``model`` (a local folder or file as an absolute path, so two spellings of one folder
-        agree), ``gguf_file``, ``untrained``, ``seed`` (None unless untrained) and the
-        extraction settings. Usable as a model entry by :func:`lmbrain.models.load_model`.
+        agree), ``gguf_file``, ``untrained``, ``seed`` (None unless untrained), ``revision``
+        (only when the entry pins one) and the extraction settings. Usable as a model entry by :func:`lmbrain.models.load_model`.
     """
     from lmbrain.models import _check_entry, _looks_local
 
@@ -985,6 +987,8 @@ def feature_spec(entry: Mapping, features: Mapping, modality: str = "text") -> d
         "untrained": untrained,
         "seed": int(entry.get("seed") or 0) if untrained else None,
     }
+    if entry.get("revision") is not None:  # absent when unset: the ids of older files stand
+        spec["revision"] = str(entry["revision"])
     # a model's own context_tokens / stride_tokens override the features: section
     keys = AUDIO_EXTRACTION_KEYS if modality == "audio" else EXTRACTION_KEYS
     spec.update({key: entry.get(key, features.get(key)) for key in keys})

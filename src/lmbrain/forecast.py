@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from lmbrain.encoding import design_from_features
+from lmbrain.encoding import design_from_features, word_events
 from lmbrain.errors import ConfigError
 from lmbrain.fitting import alpha_grid, fit_ridge_cv, predict
 from lmbrain.scoring import pearson_r
@@ -352,7 +352,8 @@ def _design(dataset, story, feats, n_trs, temporal):
     words = dataset.words(story)
     if feats.shape[0] != len(words):
         raise ValueError(f"story {story}: {feats.shape[0]} feature rows for {len(words)} words")
-    return design_from_features(dataset, feats, words.times, n_trs, temporal)
+    times, durations = word_events(words, temporal)
+    return design_from_features(dataset, feats, times, n_trs, temporal, durations)
 
 
 def plot_forecast(table: pd.DataFrame, path) -> None:

@@ -26,6 +26,20 @@ from lmbrain.io import atomic_path
 DPI = 150
 NILEARN_MESHES = ("fsaverage5",)  # meshes nilearn ships with the package (no download)
 CMAP = "cold_hot"
+#: colour-bar / axis label of each map measure (others: the measure's name)
+MEASURE_LABELS = {
+    "r": "test correlation r",
+    "r2": "test R²",
+    "r_norm": "r / cc_max",
+    "cc_max": "noise ceiling cc_max",
+    "alpha": "ridge penalty alpha",
+    "cv_score": "cross-validated score",
+}
+
+
+def measure_label(measure: str) -> str:
+    """What a colour bar or axis of ``measure`` says."""
+    return MEASURE_LABELS.get(measure, measure)
 
 
 def best_fit(scores: pd.DataFrame, subject: str) -> pd.Series:
@@ -102,7 +116,7 @@ def _volume_figure(image: str, measure: str, title: str) -> Figure:
     # NaN (outside the mask) becomes 0 and a tiny threshold hides it.
     img = nib.Nifti1Image(np.nan_to_num(values, nan=0.0).astype(np.float32), affine)
     fig = _new_figure((10.0, 3.6))
-    plotting.plot_glass_brain(
+    display = plotting.plot_glass_brain(
         img,
         figure=fig,
         display_mode="lzr",
@@ -114,6 +128,10 @@ def _volume_figure(image: str, measure: str, title: str) -> Figure:
         threshold=vmax * 1e-6,
         title=f"{title} ({measure})",
     )
+    colorbar = getattr(display, "_cbar", None)  # nilearn keeps the colour bar here
+    if colorbar is not None:  # at the figure's right edge: the label goes left of the ticks
+        colorbar.ax.yaxis.set_label_position("left")
+        colorbar.set_label(measure_label(measure))
     return fig
 
 
@@ -151,7 +169,12 @@ def _surface_figure(paths: dict, measure: str, title: str) -> Figure:
         )
         ax.set_title(f"{h} {view}", fontsize=9)
     norm = Normalize(-vmax, vmax)
-    fig.colorbar(ScalarMappable(norm, colormaps[CMAP]), ax=fig.axes, shrink=0.6, label=measure)
+    fig.colorbar(
+        ScalarMappable(norm, colormaps[CMAP]),
+        ax=fig.axes,
+        shrink=0.6,
+        label=measure_label(measure),
+    )
     fig.suptitle(f"{title} ({mesh})")
     return fig
 
@@ -166,7 +189,7 @@ def _histogram_figure(values: dict, measure: str, title: str) -> Figure:
         label = f"{h} (n={v.size}, mean {v.mean():.3f})" if v.size else f"{h} (n=0)"
         ax.hist(v, bins=bins, alpha=0.55, label=label)
     ax.axvline(0.0, color="0.3", lw=0.8)
-    ax.set_xlabel(measure)
+    ax.set_xlabel(measure_label(measure))
     ax.set_ylabel("voxels")
     ax.set_title(title, fontsize=10)
     ax.legend(frameon=False, title="hemisphere")
@@ -230,6 +253,13 @@ def plot_roi_bars(roi_table: pd.DataFrame, scores: pd.DataFrame, out: str | Path
         ax.set_title({"L": "left hemisphere", "R": "right hemisphere"}[hemi])
         ax.set_xlabel("ROI")
     axes[0].set_ylabel("mean test r (best layer)")
+    n_subjects = rows["subject"].nunique()
+    fig.suptitle(
+        f"bars: mean over {n_subjects} subjects; error bars: SEM over subjects"
+        if n_subjects > 1
+        else "1 subject (no error bars)",
+        fontsize=9,
+    )
     axes[-1].legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     _save(fig, out)

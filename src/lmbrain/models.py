@@ -11,6 +11,11 @@ A model entry of the configuration is a dict with the keys
     the dequantized model is converted once and cached under ``<cache>/converted/``. A
     package that splits its GGUF into parts and offers ``assemble(output_path)`` is
     assembled once into ``<cache>/gguf/``.
+``revision`` (optional)
+    A hub model's branch, tag or commit hash, passed to ``from_pretrained`` (and part of the
+    feature id): pin a commit hash to make sure a rerun loads the same weights. Hub models
+    only; the resolved commit is recorded in each feature file (``revision`` attribute,
+    :func:`lmbrain.provenance.model_revision`).
 ``untrained`` / ``seed`` (optional)
     A randomly initialised twin: same config and tokenizer, weights drawn with ``seed``.
 ``name``, ``family``, ``n_layers`` (optional)
@@ -36,6 +41,7 @@ from pathlib import Path
 from lmbrain.audio import is_audio_config
 from lmbrain.errors import ConfigError, InputError
 from lmbrain.io import make_temp_dir
+from lmbrain.provenance import model_revision
 
 PACKAGE_PREFIX = "package:"
 HUB_HINT = "not a local folder and not found on the Hugging Face hub (offline?)"
@@ -125,6 +131,22 @@ def resolve_source(entry: Mapping, cache_dir: str | Path) -> tuple[Path | str, P
         A package that is not installed, a local folder or GGUF file that does not exist.
     """
     _check_entry(entry)
+    source, gguf = _resolve_source(entry, cache_dir)
+    if entry.get("revision") is not None and not isinstance(source, str):
+        raise ConfigError(
+            "models.revision",
+            f"'{entry['model']}' is a local folder or package: a revision applies to hub models",
+        )
+    return source, gguf
+
+
+def _hub_kwargs(entry: Mapping, source) -> dict:
+    """``{"revision": ...}`` for a hub model whose entry pins one, else ``{}``."""
+    revision = entry.get("revision")
+    return {"revision": str(revision)} if revision is not None and isinstance(source, str) else {}
+
+
+def _resolve_source(entry: Mapping, cache_dir: str | Path):
     source = entry["model"].strip()
     gguf_file = entry.get("gguf_file")
     if source.startswith(PACKAGE_PREFIX):
@@ -234,12 +256,13 @@ def read_n_layers(entry: Mapping, cache_dir: str | Path) -> int:
     if entry.get("n_layers") is not None:
         return int(entry["n_layers"])
     source, gguf = resolve_source(entry, cache_dir)
-    key = _n_layers_key(source, gguf)
+    hub = _hub_kwargs(entry, source)
+    key = _n_layers_key(source, gguf) + (f"|{hub['revision']}" if hub else "")
     cache_file = Path(cache_dir) / _N_LAYERS_CACHE
     cache = _read_json(cache_file)
     if key in cache:
         return int(cache[key])
-    n_layers = _compute_n_layers(source, gguf)
+    n_layers = _compute_n_layers(source, gguf, **hub)
     cache[key] = n_layers
     with contextlib.suppress(OSError):
         from lmbrain.io import save_json
@@ -264,7 +287,9 @@ def read_modality(entry: Mapping, cache_dir: str | Path) -> str:
         try:
             from transformers import AutoConfig
 
-            config = AutoConfig.from_pretrained(source, **NO_REMOTE_CODE).to_dict()
+            config = AutoConfig.from_pretrained(
+                source, **_hub_kwargs(entry, source), **NO_REMOTE_CODE
+            ).to_dict()
         except (OSError, ValueError, KeyError):
             return "text"
     return "audio" if is_audio_config(config) else "text"
@@ -288,7 +313,7 @@ def _read_json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _compute_n_layers(source, gguf) -> int:
+def _compute_n_layers(source, gguf, **hub) -> int:
     hint = "set `n_layers:` for this model in the config"
     if isinstance(gguf, Path):
         meta = gguf_metadata(gguf)
@@ -308,7 +333,7 @@ def _compute_n_layers(source, gguf) -> int:
     try:
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(source, gguf_file=gguf, **NO_REMOTE_CODE)
+        config = AutoConfig.from_pretrained(source, gguf_file=gguf, **hub, **NO_REMOTE_CODE)
     except (OSError, ValueError) as exc:
         raise InputError(
             source, f"cannot read the model config: {HUB_HINT}; {hint} ({exc})"
@@ -454,8 +479,12 @@ def converted_dir(entry: Mapping, cache_dir: str | Path) -> Path:
     ``untrained`` and ``seed``), so a model and its untrained twin share one conversion.
     """
     stem = Path(str(entry["gguf_file"])).stem
+    revision = entry.get("revision")
+    tail = f"@{sanitize(str(revision))}" if revision is not None else ""
     return (
-        Path(cache_dir) / "converted" / f"{model_id({'model': entry['model']})}--{sanitize(stem)}"
+        Path(cache_dir)
+        / "converted"
+        / f"{model_id({'model': entry['model']})}--{sanitize(stem)}{tail}"
     )
 
 
@@ -481,7 +510,7 @@ def ensure_converted(entry: Mapping, cache_dir: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(out)  # the umask's mode; leftovers of killed conversions go (lmbrain.io)
     try:
-        _convert_gguf(source, gguf, tmp)
+        _convert_gguf(source, gguf, tmp, **_hub_kwargs(entry, source))
         try:
             os.replace(tmp, out)
         except OSError:  # another process finished first
@@ -492,18 +521,19 @@ def ensure_converted(entry: Mapping, cache_dir: str | Path) -> Path:
     return out
 
 
-def _convert_gguf(source, gguf, out: Path) -> None:
+def _convert_gguf(source, gguf, out: Path, **hub) -> None:
     """Dequantize ``gguf`` with transformers and save model and tokenizer to ``out``."""
     import torch
     from transformers import AutoModel, AutoTokenizer
 
     folder, name = (gguf.parent, gguf.name) if isinstance(gguf, Path) else (source, gguf)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, **NO_REMOTE_CODE)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, **hub, **NO_REMOTE_CODE)
         model = AutoModel.from_pretrained(
             folder,
             gguf_file=name,
             dtype=torch.float32,
+            **hub,
             **_dequantize_kwargs(name),
             **NO_REMOTE_CODE,
         )
@@ -537,21 +567,21 @@ def _drop_quantizer(model) -> None:
         del model.config.quantization_config
 
 
-def _load_tokenizer(folder, source):
+def _load_tokenizer(folder, source, **hub):
     from transformers import AutoTokenizer
 
     try:
-        return AutoTokenizer.from_pretrained(folder, **NO_REMOTE_CODE)
+        return AutoTokenizer.from_pretrained(folder, **hub, **NO_REMOTE_CODE)
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(source, f"cannot load the tokenizer: {_why(source)} ({exc})") from exc
 
 
-def _load_feature_extractor(folder, source):
+def _load_feature_extractor(folder, source, **hub):
     """The feature extractor of a speech model (sampling rate, normalisation, log-mel)."""
     from transformers import AutoFeatureExtractor
 
     try:
-        return AutoFeatureExtractor.from_pretrained(folder, **NO_REMOTE_CODE)
+        return AutoFeatureExtractor.from_pretrained(folder, **hub, **NO_REMOTE_CODE)
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(
             source, f"cannot load the audio feature extractor: {_why(source)} ({exc})"
@@ -562,19 +592,20 @@ def _why(source) -> str:
     return "broken model folder" if isinstance(source, Path) else HUB_HINT
 
 
-def _load_config(folder, source):
+def _load_config(folder, source, **hub):
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(folder, **NO_REMOTE_CODE)
+        return AutoConfig.from_pretrained(folder, **hub, **NO_REMOTE_CODE)
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(source, f"cannot load the model config: {_why(source)} ({exc})") from exc
 
 
-def _load_weights(folder, source, dtype, device_map=None):
+def _load_weights(folder, source, dtype, device_map=None, **hub):
     from transformers import AutoModel
 
     extra = {} if device_map is None else {"device_map": device_map}
+    extra.update(hub)
     try:
         return AutoModel.from_pretrained(folder, dtype=dtype, **extra, **NO_REMOTE_CODE)
     except (OSError, ValueError, KeyError) as exc:
@@ -639,7 +670,7 @@ def load_model(
         ``hidden_size``, ``source`` (the entry's ``model``), ``path`` (resolved folder, hub
         name or GGUF file), ``gguf_file``, ``untrained``, ``seed``,
         ``architecture`` (config ``model_type``), ``model_class``, ``model_id``, ``dtype``,
-        ``device``.
+        ``device``, ``modality``, ``revision`` (:func:`lmbrain.provenance.model_revision`).
 
     Raises
     ------
@@ -651,17 +682,20 @@ def load_model(
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     folder = ensure_converted(entry, cache_dir) if gguf is not None else source
-    config = _load_config(folder, source)
+    hub = _hub_kwargs(entry, folder)  # a converted GGUF folder is local
+    config = _load_config(folder, source, **hub)
     audio = is_audio_config(config)
     tokenizer = (
-        _load_feature_extractor(folder, source) if audio else _load_tokenizer(folder, source)
+        _load_feature_extractor(folder, source, **hub)
+        if audio
+        else _load_tokenizer(folder, source, **hub)
     )
     untrained = bool(entry.get("untrained"))
     seed = int(entry.get("seed") or 0) if untrained else None
     if untrained:
         model = _random_twin(config, seed, torch_dtype, device_map)
     else:
-        model = _load_weights(folder, source, torch_dtype, device_map)
+        model = _load_weights(folder, source, torch_dtype, device_map, **hub)
     if device_map is None:
         model.to(device)
     else:
@@ -680,6 +714,7 @@ def load_model(
             "dtype": str(torch_dtype).replace("torch.", ""),
             "device": device,
             "modality": "audio" if audio else "text",
+            "revision": model_revision(entry, source, config),
         }
     )
     return model, tokenizer, info

@@ -10,6 +10,11 @@ exists; where a fit is impossible the panel says so instead of drawing a line.
 Baselines (:mod:`lmbrain.baselines`; score rows with ``n_params == 0``) have no model size:
 the size, asymmetry and layer panels draw each as a labelled dotted horizontal line at its
 mean over subjects (best layer, largest train fraction).
+
+Legibility: log axes label a few major ticks in plain units (``20k``, ``1M``, ``3B``) and
+never the minor ones; legends sit outside the axes, right of the data; model names are placed
+beside their marker where they cover no other marker or name (:func:`_place_labels`); error
+bars are defined in each panel's title (SEM over subjects).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from lmbrain.aggregate import TRAINED, at_largest_fraction, best_layers, model_summary
 from lmbrain.io import atomic_path
@@ -125,6 +131,7 @@ def _build_scaling_models(scores: pd.DataFrame, fits: pd.DataFrame) -> Figure:
     return _per_dataset(
         scores,
         lambda ax, ds: _draw_size_panel(ax, ds, summary, fits, "mean_r", "params"),
+        WIDE_PANEL_SIZE,
     )
 
 
@@ -133,6 +140,7 @@ def _build_asymmetry(scores: pd.DataFrame, fits: pd.DataFrame) -> Figure:
     return _per_dataset(
         scores,
         lambda ax, ds: _draw_size_panel(ax, ds, summary, fits, "asym", "asymmetry"),
+        WIDE_PANEL_SIZE,
     )
 
 
@@ -156,6 +164,12 @@ def _per_dataset(scores: pd.DataFrame, draw, panel: tuple = PANEL_SIZE) -> Figur
         _note(axes[0], "no data")
     for ax, dataset in zip(axes, datasets, strict=False):
         draw(ax, dataset)
+    pending = [(ax, getattr(ax, "lmbrain_labels", [])) for ax in axes]
+    if any(items for _, items in pending):
+        fig.canvas.draw()  # settle the layout: labels are placed in display coordinates
+        renderer = fig.canvas.get_renderer()
+        for ax, items in pending:
+            _place_labels(ax, items, renderer)
     return fig
 
 
@@ -237,6 +251,8 @@ def _draw_size_panel(ax: Axes, dataset, summary, fits, column: str, fit: str) ->
     ax.set_xscale("log")
     ax.margins(x=0.12)
     ax.set_xlabel("Parameters (log scale)")
+    if rows is not None:
+        _log_ticks(ax, rows.loc[np.isfinite(rows[column]), "n_params"])
     ax.set_ylabel(_Y_LABELS[column])
     if fit == "asymmetry":
         ax.axhline(0.0, color="0.3", lw=0.8, ls="--", zorder=0)
@@ -251,20 +267,26 @@ def _draw_size_panel(ax: Axes, dataset, summary, fits, column: str, fit: str) ->
         trained = rows[~rows["untrained"].astype(bool) & np.isfinite(rows[column])]
         sizes = trained["n_params"].to_numpy(dtype=float)
         sizes = sizes[np.isfinite(sizes) & (sizes > 0)]
-    if row is not None and np.isfinite(row["slope"]) and sizes.size:
+    fitted = row is not None and np.isfinite(row["slope"]) and sizes.size
+    if fitted:
         _fit_line(ax, row, sizes)
     elif row is not None or np.unique(sizes).size < 2:
-        _note(ax, NO_FIT_TEXT, y=0.06)
+        _note(ax, NO_FIT_TEXT, outside=True)
     else:
-        _note(ax, "no fit available", y=0.06)
+        _note(ax, "no fit available", outside=True)
     if drawn == 0:
         _note(ax, "no finite scores")
-    ax.set_title(f"{dataset}: {_TITLES[fit]}{_subject_note(rows)}")
-    _legend(ax)
+    ax.set_title(f"{dataset}: {_TITLES[fit]}{_subject_note(rows)}", fontsize=10)
+    _legend(ax, title=None if not fitted else "[ ] = bootstrap 95% CI of the slope", outside=True)
 
 
 def _size_markers(ax: Axes, rows: pd.DataFrame, column: str) -> int:
-    """Draw one marker per model; return how many were drawn."""
+    """Draw one marker per model; return how many were drawn.
+
+    The model names are placed once the figure is laid out (``ax.lmbrain_labels``,
+    :func:`_place_labels`).
+    """
+    ax.lmbrain_labels = []
     ok = rows[np.isfinite(rows[column]) & (rows["n_params"] > 0)]
     colors = _model_colors(rows["model"])
     untrained_labelled = False
@@ -279,15 +301,95 @@ def _size_markers(ax: Axes, rows: pd.DataFrame, column: str) -> int:
         ax.errorbar(
             r["n_params"], r[column], yerr=err, fmt="o", ms=8, capsize=3, label=label, **style
         )
-        ax.annotate(
-            r["model"],
-            (r["n_params"], r[column]),
-            xytext=(6, 6),
-            textcoords="offset points",
-            fontsize=8,
-            color=style["color"],
-        )
+        ax.lmbrain_labels.append((r["n_params"], r[column], r["model"], style["color"]))
     return len(ok)
+
+
+#: where a name may go relative to its marker: offset (points), alignment
+_LABEL_SPOTS = [
+    ((6, 6), "left", "bottom"),
+    ((6, -6), "left", "top"),
+    ((-6, 6), "right", "bottom"),
+    ((-6, -6), "right", "top"),
+    ((0, 9), "center", "bottom"),
+    ((0, -9), "center", "top"),
+    ((10, 0), "left", "center"),
+    ((-10, 0), "right", "center"),
+]
+
+
+def _place_labels(ax: Axes, items: list, renderer, marker_pt: float = 8.0) -> None:
+    """Annotate each ``(x, y, text, color)`` beside its marker, avoiding overlaps.
+
+    For each name in turn, the first spot of :data:`_LABEL_SPOTS` whose text box lies inside
+    the axes and covers no marker (a ``marker_pt``-wide square around each point, error bars
+    aside) and no name already placed is taken; if none is free, the spot covering the
+    fewest.
+    """
+    if not items:
+        return
+    half = marker_pt / 2 * ax.figure.dpi / 72 + 1
+    centers = ax.transData.transform([(x, y) for x, y, _, _ in items])
+    marks = [(cx - half, cy - half, cx + half, cy + half) for cx, cy in centers]
+    frame = ax.get_window_extent(renderer)
+    taken: list[tuple] = []
+    for (x, y, text, color), own in zip(items, marks, strict=True):
+        best, best_cost = None, None
+        for offset, ha, va in _LABEL_SPOTS:
+            label = ax.annotate(
+                text,
+                (x, y),
+                xytext=offset,
+                textcoords="offset points",
+                fontsize=8,
+                color=color,
+                ha=ha,
+                va=va,
+            )
+            box = label.get_window_extent(renderer)
+            rect = (box.x0, box.y0, box.x1, box.y1)
+            cost = sum(_overlap(rect, m) for m in marks if m is not own)
+            cost += sum(_overlap(rect, t) for t in taken)
+            inside = (
+                box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0
+            ) and box.y1 <= frame.y1
+            cost += 0 if inside else 1
+            if best_cost is None or cost < best_cost:
+                if best is not None:
+                    best[0].remove()
+                best, best_cost = (label, rect), cost
+            else:
+                label.remove()
+            if cost == 0:
+                break
+        taken.append(best[1])
+
+
+def _overlap(a: tuple, b: tuple) -> int:
+    """1 when the rectangles ``(x0, y0, x1, y1)`` intersect, else 0."""
+    return int(a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])
+
+
+def _log_ticks(ax: Axes, values: pd.Series) -> None:
+    """Few, plain-unit labels on a log x axis: round values within half a decade, 1-2-5 steps
+    within a decade or so, else decades; no minor labels (matplotlib's ``3×10⁴`` minor labels collide with the major)."""
+    values = values[np.isfinite(values) & (values > 0)]
+    decades = np.log10(values.max() / values.min()) if len(values) else 0.0
+    if decades <= 0.5:  # too narrow for 1-2-5 steps: evenly spaced round values
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
+    else:
+        subs = (1.0, 2.0, 5.0) if decades <= 1.5 else (1.0,)
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=8))
+    ax.xaxis.set_major_formatter(FuncFormatter(_si))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _si(value: float, _pos=None) -> str:
+    """``20k``, ``1.5M``, ``3B``: a count in plain units."""
+    for scale, suffix in [(1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")]:
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.3g}"
 
 
 def _fit_line(ax: Axes, row: pd.Series, sizes: np.ndarray) -> None:
@@ -304,6 +406,7 @@ def _draw_data_panel(ax: Axes, dataset, scores: pd.DataFrame, fits: pd.DataFrame
     best = best_layers(scores[scores["dataset"] == dataset])
     colors = _model_colors(best["model"])
     _pad_log_x(ax, best.loc[np.isfinite(best["mean_r"]), "n_train_trs"].astype(float))
+    _log_ticks(ax, best["n_train_trs"].astype(float))
     drawn = 0
     for model, sub in best.groupby("model", sort=True):
         pts = _mean_sem(sub, "train_fraction", ["n_train_trs", "mean_r"])
@@ -328,7 +431,8 @@ def _draw_data_panel(ax: Axes, dataset, scores: pd.DataFrame, fits: pd.DataFrame
         _note(ax, "no finite scores")
     pooled = _fit_row(fits, dataset, "data", TRAINED)
     pooled_text = f"\ntrained, common {slope_text(pooled)}" if pooled is not None else ""
-    ax.set_title(f"{dataset}: brain score vs training data{pooled_text}", fontsize=10)
+    title = f"{dataset}: brain score vs training data{_subject_note(best)}{pooled_text}"
+    ax.set_title(title, fontsize=10)
     _legend(ax, outside=True)
 
 
@@ -466,7 +570,7 @@ def _model_colors(models: pd.Series) -> dict:
     return dict(zip(names, palette, strict=True))
 
 
-def _subject_note(rows: pd.DataFrame | None, what: str = "error bars: SEM") -> str:
+def _subject_note(rows: pd.DataFrame | None, what: str = "error bars: SEM over subjects") -> str:
     if rows is None or rows.empty:
         return ""
     n = int(rows["n_subjects"].max()) if "n_subjects" in rows else rows["subject"].nunique()
@@ -480,14 +584,16 @@ def _pad_log_x(ax: Axes, xs: pd.Series) -> None:
         ax.set_xlim(xs.min() / 3, xs.max() * 3)
 
 
-def _note(ax: Axes, text: str, y: float = 0.5) -> None:
+def _note(ax: Axes, text: str, y: float = 0.5, outside: bool = False) -> None:
+    """A boxed remark in the middle of the axes, or outside them (right, bottom), where it
+    cannot cover data."""
     ax.text(
-        0.5,
-        y,
+        1.03 if outside else 0.5,
+        0.0 if outside else y,
         text,
         transform=ax.transAxes,
-        ha="center",
-        va="center",
+        ha="left" if outside else "center",
+        va="bottom" if outside else "center",
         fontsize=10,
         color="0.3",
         bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"},

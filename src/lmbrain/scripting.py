@@ -6,9 +6,28 @@ import logging
 import os
 import sys
 
+#: logger of progress lines (words/s, fit fractions): the job log, and the terminal too
+PROGRESS = "lmbrain.progress"
+
+
+def progress_logger() -> logging.Logger:
+    """The logger whose messages :func:`start` also shows on the terminal."""
+    return logging.getLogger(PROGRESS)
+
+
+def _job_name(snakemake) -> str:
+    """``rule wildcard=value ...`` of a job, to prefix its terminal lines."""
+    rule = getattr(snakemake, "rule", "") or "job"
+    wildcards = dict(getattr(snakemake, "wildcards", {}) or {})
+    return " ".join([rule, *(f"{k}={v}" for k, v in wildcards.items())])
+
 
 def start(snakemake) -> logging.Logger:
     """Send stderr and logging to the rule's log file and cap BLAS threads to the rule's.
+
+    Messages of :func:`progress_logger` (extraction's words/s, a fit's fractions) go to the
+    log file and also to the terminal Snakemake runs in, prefixed by the job
+    (``[extract_features feature=...]``), so that a user of ``snakemake --cores N`` sees them.
 
     Parameters
     ----------
@@ -19,6 +38,9 @@ def start(snakemake) -> logging.Logger:
     -------
     logging.Logger
     """
+    progress = progress_logger()
+    for handler in list(progress.handlers):  # a second start() in one process
+        progress.removeHandler(handler)
     if snakemake.log:
         path = str(snakemake.log[0])
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -32,6 +54,9 @@ def start(snakemake) -> logging.Logger:
             print(f"lmbrain error: {exc_type.__name__}: {exc} (log: {path})", file=terminal)
 
         sys.excepthook = report
+        to_terminal = logging.StreamHandler(terminal)
+        to_terminal.setFormatter(logging.Formatter(f"[{_job_name(snakemake)}] %(message)s"))
+        progress.addHandler(to_terminal)  # and, propagating, the log file
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.INFO,

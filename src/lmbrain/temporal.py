@@ -23,8 +23,13 @@ small, explicit steps of the Huth-lab pipeline (see also the
 :func:`build_design` chains the four steps for one story.
 
 An alternative to steps 1 and 4 is a fixed canonical haemodynamic response
-(Glover 1999): :func:`hrf_regressors` convolves the word impulses with
-:func:`glover_hrf` and samples the result at the TR times (no delays needed).
+(Glover 1999): :func:`hrf_regressors` convolves the words -- unit impulses at their
+midpoints, or boxcars from onset to offset (``temporal.hrf_events``) -- with
+:func:`glover_hrf` (nilearn's) and samples the result at the TR times (no delays needed).
+The boxcars are what Bonnasse-Gahot & Pallier (2024) used for the lateralization study:
+nilearn's ``compute_regressor(exp_condition=(onsets, offsets - onsets, activations),
+"glover", frame_times)`` per hidden unit, frame times ``i * tr + tr / 2``
+(github.com/l-bg/llms_brain_lateralization, fit_average_subject.py, lines 75-97).
 
 Time conventions: word times and TR times are in seconds from the start of
 the first volume's acquisition; the time of TR ``i`` is the middle of its
@@ -38,14 +43,18 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.stats import gamma
 
-#: Glover (1999) canonical HRF parameters, as used by nilearn's ``glover_hrf``:
-#: peak gamma shape ``PEAK_DELAY / DISPERSION``, undershoot gamma shape
-#: ``UNDERSHOOT_DELAY / DISPERSION``, both with scale ``DISPERSION`` (seconds),
-#: undershoot weight ``UNDERSHOOT_RATIO``.
+#: Glover (1999) canonical HRF parameters, those of nilearn's ``glover_hrf`` since nilearn
+#: 0.11 (nilearn/glm/first_level/hemodynamic_models.py; before 0.11 the undershoot ratio was
+#: 0.35, an undershoot about 45% shallower than Glover's): peak gamma shape
+#: ``PEAK_DELAY / DISPERSION``, undershoot gamma shape ``UNDERSHOOT_DELAY / DISPERSION``, both
+#: with scale ``DISPERSION`` (seconds), undershoot weight ``UNDERSHOOT_RATIO``. Only
+#: :func:`glover_hrf_at` (the continuous form) uses them; :func:`glover_hrf` calls nilearn.
 GLOVER_PEAK_DELAY = 6.0
 GLOVER_UNDERSHOOT_DELAY = 12.0
 GLOVER_DISPERSION = 0.9
-GLOVER_UNDERSHOOT_RATIO = 0.35
+GLOVER_UNDERSHOOT_RATIO = 0.48
+#: how words enter the HRF convolution (``temporal.hrf_events``)
+HRF_EVENTS = ("impulse", "boxcar")
 
 
 # --------------------------------------------------------------------------- #
@@ -276,18 +285,17 @@ def make_delayed(x: np.ndarray, delays: Sequence[int]) -> np.ndarray:
 # Alternative: canonical HRF convolution
 # --------------------------------------------------------------------------- #
 def glover_hrf_at(t: np.ndarray) -> np.ndarray:
-    """Glover (1999) canonical HRF evaluated at times ``t`` (seconds).
+    """Glover (1999) canonical HRF evaluated at times ``t`` (seconds): the continuous form.
 
     Difference of two gamma densities (the parametrisation of nilearn's
-    ``glover_hrf``)::
+    ``glover_hrf``, nilearn >= 0.11)::
 
-        h(t) = [g(t; 6/0.9, 0.9) - 0.35 g(t; 12/0.9, 0.9)] / 0.65
+        h(t) = [g(t; 6/0.9, 0.9) - 0.48 g(t; 12/0.9, 0.9)] / 0.52
 
     where ``g(t; a, s)`` is the gamma pdf with shape ``a`` and scale ``s``.
-    The division by ``1 - 0.35`` gives unit integral (units 1/s), so sampled
-    values do not depend on the sampling step (nilearn instead normalises the
-    samples to sum 1). Peak at ~5.0 s, undershoot minimum at ~12.5 s;
-    ``h(t) = 0`` for ``t <= 0``.
+    The division by ``1 - 0.48`` gives unit integral (units 1/s). Peak at ~5.0 s,
+    undershoot minimum at ~12 s; ``h(t) = 0`` for ``t <= 0``. nilearn's sampled kernel
+    (:func:`glover_hrf`) is this curve one grid step later, on its own grid.
 
     Parameters
     ----------
@@ -308,7 +316,10 @@ def glover_hrf_at(t: np.ndarray) -> np.ndarray:
 def glover_hrf(
     tr: float, oversampling: int = 50, time_length: float = 32.0, onset: float = 0.0
 ) -> np.ndarray:
-    """Glover canonical HRF sampled every ``tr / oversampling`` seconds.
+    """Glover canonical HRF sampled every ``tr / oversampling`` seconds: nilearn's.
+
+    nilearn's ``glover_hrf`` (``nilearn.glm.first_level``; its samples sum to 1) divided by
+    the step ``dt``, so that ``sum(h) * dt = 1`` and sampled values do not depend on the step.
 
     Parameters
     ----------
@@ -324,11 +335,14 @@ def glover_hrf(
     Returns
     -------
     numpy.ndarray of shape (round(time_length / dt),), float64
-        ``glover_hrf_at(k * dt - onset)`` for ``k = 0, 1, ...``.
+        Close to ``glover_hrf_at(k * dt - onset)`` for ``k = 0, 1, ...`` (nilearn samples
+        ``linspace(0, time_length, n) - onset`` and shifts the gammas by ``dt``).
     """
+    from nilearn.glm.first_level.hemodynamic_models import glover_hrf as nilearn_glover
+
     dt = float(tr) / oversampling
-    n = int(np.rint(time_length / dt))
-    return glover_hrf_at(np.arange(n) * dt - onset)
+    kernel = nilearn_glover(float(tr), oversampling, float(time_length), float(onset))
+    return np.asarray(kernel, dtype=np.float64) / dt
 
 
 def hrf_regressors(
@@ -338,8 +352,9 @@ def hrf_regressors(
     tr: float,
     oversampling: int = 50,
     time_length: float = 32.0,
+    durations: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Convolve word impulses with the Glover HRF and sample at TR times.
+    """Convolve word impulses (or boxcars) with the Glover HRF and sample at TR times.
 
     Conceptually: put each word's feature vector as an impulse on a fine grid
     (step ``dt = tr / oversampling``, word time rounded to the nearest grid
@@ -349,6 +364,13 @@ def hrf_regressors(
     ``H[i, w] = hrf[k_tr(i) - k_word(w)]`` (zero outside the HRF support)
     applied to the features. This approximates
     ``sum_w glover_hrf_at(t_i - t_w) * f_w`` up to the grid rounding.
+
+    With ``durations``, word ``w`` is instead a boxcar of height ``f_w`` from ``t_w`` to
+    ``t_w + d_w`` (grid points ``k_word(w)`` to ``rint((t_w + d_w) / dt)``, at least one),
+    integrated against the HRF: ``H[i, w] = dt * sum_k hrf[k_tr(i) - k]`` over the boxcar's
+    points, so each word weighs by its duration -- nilearn's ``compute_regressor`` with
+    ``(onsets, durations, amplitudes)``, as Bonnasse-Gahot & Pallier (2024) built their
+    regressors (module docstring).
 
     Parameters
     ----------
@@ -362,6 +384,8 @@ def hrf_regressors(
     oversampling : int, default 50
     time_length : float, default 32.0
         HRF support, seconds.
+    durations : array_like of shape (n_words,), optional
+        Word durations, seconds (then ``word_times`` are the onsets). None: impulses.
 
     Returns
     -------
@@ -378,8 +402,19 @@ def hrf_regressors(
     k_word = np.rint(times / dt).astype(np.int64)
     k_tr = np.rint(tr_times(n_trs, tr) / dt).astype(np.int64)
     lag = k_tr[:, None] - k_word[None, :]
-    inside = (lag >= 0) & (lag < hrf.size)
-    mat = np.where(inside, hrf[np.clip(lag, 0, hrf.size - 1)], 0.0).astype(np.float32)
+    if durations is None:
+        inside = (lag >= 0) & (lag < hrf.size)
+        mat = np.where(inside, hrf[np.clip(lag, 0, hrf.size - 1)], 0.0).astype(np.float32)
+    else:
+        durations = np.asarray(durations, dtype=np.float64).ravel()
+        if durations.shape != times.shape or (durations < 0).any():
+            raise ValueError("durations must be one non-negative number per word")
+        k_end = np.maximum(np.rint((times + durations) / dt).astype(np.int64), k_word + 1)
+        # sum of hrf[l] for l in [k_tr - k_end + 1, k_tr - k_word], from its cumulative sum
+        cum = np.concatenate([[0.0], np.cumsum(hrf)])
+        first = np.clip(k_tr[:, None] - k_end[None, :] + 1, 0, hrf.size)
+        last = np.clip(lag + 1, 0, hrf.size)
+        mat = (dt * (cum[last] - cum[first])).astype(np.float32)
     return (mat @ feats.astype(np.float32, copy=False)).astype(np.float32, copy=False)
 
 
@@ -396,6 +431,7 @@ def build_design(
     method: str = "lanczos",
     delays: Sequence[int] = (1, 2, 3, 4),
     window: int = 3,
+    durations: np.ndarray | None = None,
 ) -> np.ndarray:
     """Design matrix of one story.
 
@@ -423,6 +459,9 @@ def build_design(
         FIR delays in TRs (lanczos only).
     window : int, default 3
         Lanczos window (lanczos only).
+    durations : array_like of shape (n_words,), optional
+        hrf only: word durations, ``word_times`` being the onsets (boxcar events, see
+        :func:`hrf_regressors`). None: impulses at ``word_times``.
 
     Returns
     -------
@@ -435,7 +474,7 @@ def build_design(
         x = zscore(trim(x, trim_start, trim_end))
         x = make_delayed(x, delays)
     elif method == "hrf":
-        x = hrf_regressors(word_features, word_times, n_trs, tr)
+        x = hrf_regressors(word_features, word_times, n_trs, tr, durations=durations)
         x = zscore(trim(x, trim_start, trim_end))
     else:
         raise ValueError(f"unknown temporal method {method!r}; use 'lanczos' or 'hrf'")

@@ -15,7 +15,10 @@
 # /etc/slurm/slurm.conf -> $SLURM_CONF, made only where no slurm.conf exists (and removed by
 # `stop`): Snakemake's Slurm job step strips SLURM_* variables before its inner `srun`, which
 # then reads the default path. An existing /etc/slurm/slurm.conf is never replaced.
-# The node's CPUs and memory are read from this machine (nproc; 90% of slurmd -C's RealMemory).
+# The node's CPUs and memory are read from this machine (`nproc --all`: all CPUs, whatever
+# OMP_NUM_THREADS or this shell's affinity say; 90% of slurmd -C's RealMemory). It refuses to
+# start (exit 3) where /etc/slurm belongs to another user or already holds a slurm.conf (another
+# cluster's, or another test's link), so it never touches a setup it did not make.
 #
 # Environment:
 #   SLURM_TEST_DIR     state, logs and pid files (default: ${TMPDIR:-/tmp}/lmbrain-slurm)
@@ -77,7 +80,20 @@ stop_group() {  # SIGTERM the named daemons together, wait up to 10 s, then SIGK
   for d in "$@"; do rm -f "$RUN/$d.pid"; done
 }
 
-SYSTEM_CONF=/etc/slurm/slurm.conf
+SYSTEM_CONF="${SLURM_SYSTEM_CONF:-/etc/slurm/slurm.conf}"  # override: tests only
+
+# Why /etc/slurm is not ours to use, or nothing.
+foreign_system_conf() {
+  local dir
+  dir="$(dirname "$SYSTEM_CONF")"
+  if [ -e "$dir" ] && [ "$(stat -c %u "$dir")" != "$(id -u)" ]; then
+    echo "$dir belongs to $(stat -c %U "$dir")"
+  elif [ -e "$SYSTEM_CONF" ] || [ -L "$SYSTEM_CONF" ]; then
+    if [ "$(readlink "$SYSTEM_CONF")" != "$SLURM_CONF" ]; then
+      echo "$SYSTEM_CONF exists (another Slurm setup or test cluster)"
+    fi
+  fi
+}
 
 do_stop() {
   if [ -d "$RUN" ]; then
@@ -108,6 +124,12 @@ case "$ACTION" in
   start) ;;
   *) die "unknown action '$ACTION' (start|stop|status|env)" ;;
 esac
+
+foreign="$(foreign_system_conf)"
+if [ -n "$foreign" ]; then
+  log "not starting: $foreign"
+  exit 3
+fi
 
 # -- 1. packages ------------------------------------------------------------------------------
 need=(slurmctld slurmd slurm-client munge)
@@ -221,7 +243,7 @@ JobAcctGatherType=jobacct_gather/none"
 fi
 
 # -- 5. slurm.conf: one node with this machine's CPUs and memory ------------------------------
-NCPU="$(nproc)"
+NCPU="$(nproc --all)"  # plain nproc honours OMP_NUM_THREADS and the affinity mask
 MEM_MB="$(/usr/sbin/slurmd -C | sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p')"
 [ -n "$MEM_MB" ] || MEM_MB="$(awk '/MemTotal/ {printf "%d", $2 / 1024}' /proc/meminfo)"
 MEM_MB=$((MEM_MB * 9 / 10))
