@@ -377,6 +377,10 @@ def extract_story_features(
         batch_size=batch_size,
         device=device,
     )
+    # the recording starts at the story's onset in the run (LeBel: 10 s after the first TR)
+    onset = getattr(dataset, "stimulus_onset", None)
+    if onset is not None:
+        times = times + float(onset(story))
     if writer is not None:
         for layer, array in feats.items():
             writer.add(story, layer, array)
