@@ -514,3 +514,24 @@ def test_narratives_left_and_right_disagree(tmp_path):
     with pytest.raises(InputError, match="TRs but") as err:
         ds.validate(["sub-002"])
     assert str(right) in str(err.value)
+
+
+def test_lebel_speech_features_share_the_story_onset(tmp_path):
+    """The recording starts at TextGrid 0 s: speech-model window times get the same 10 s."""
+    from lmbrain.audio import window_times, write_wav
+    from lmbrain.features import extract_story_features
+    from lmbrain.models import load_model
+    from lmbrain.testing import make_tiny_audio_model
+
+    fx.make_lebel(tmp_path / "data")
+    ds = open_dataset(tmp_path / "data", "lebel")
+    rate, duration = 16000, 3.0
+    (tmp_path / "data" / "stimuli").mkdir()
+    tone = 0.1 * np.sin(2 * np.pi * 220 * np.arange(int(rate * duration)) / rate)
+    write_wav(ds.audio_path("legacy"), tone.astype(np.float32), rate)
+    folder = make_tiny_audio_model(tmp_path / "hubert", arch="hubert", seed=1)
+    model, extractor, _ = load_model({"model": str(folder)}, tmp_path / "cache")
+    times, _ = extract_story_features(
+        ds, "legacy", model, extractor, [1], context_tokens=8, audio_stride_s=0.5
+    )
+    np.testing.assert_allclose(times, window_times(duration, 0.5) + 10.0)
