@@ -336,7 +336,8 @@ def extract_story_features(
     Returns
     -------
     times : numpy.ndarray or None
-        Window end times for speech models; None for word features.
+        Window end times for speech models (seconds from the run's start: plus the
+        adapter's ``stimulus_onset(story)`` where it has one); None for word features.
     features : dict
         ``layer -> (n_rows, hidden)``: arrays, or with a ``writer`` the word features' HDF5
         datasets (readable while the writer is open).
