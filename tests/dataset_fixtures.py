@@ -87,38 +87,129 @@ def word_intervals(words, on, off, rng):
     return items
 
 
-def make_lebel(root: Path, seed: int = 0, n_vox: int = 40) -> dict:
-    """ds003020 layout: 4 stories, UTS01 has all, UTS02 lacks one training story."""
+# The release's conventions, each from the publisher's loader, HuthLab/deep-fMRI-dataset
+# (commit eaaa5cd), not from lmbrain's adapter:
+#: ``load_simulated_trfiles(respdict, tr=2.0, start_time=10.0, pad=5)``,
+#: encoding/ridge_utils/stimulus_utils.py:79-86 (called by encoding/feature_spaces.py:18).
+LEBEL_TR, LEBEL_START_TIME, LEBEL_PAD = 2.0, 10.0, 5
+#: Feature rows kept ``[5 + trim : -trim]`` with ``trim = 5`` (encoding/encoding_utils.py:29,
+#: encoding/encoding.py:23), fitted row for row against ``hf["data"]`` (encoding_utils.py:35-46).
+LEBEL_TRIM = (10, 5)
+#: Non-word labels the loader drops (encoding/ridge_utils/dsutils.py:5, after ``.lower()`` and
+#: ``.strip("{}")``, dsutils.py:17): the release's fillers between words.
+LEBEL_FILLERS = ["sp", "SP", "{NS}", "br", "{LG}", "ls", "sentence_start"]
+#: Stories of session 1 and the test story (em_data/sess_to_story.json, "1").
+LEBEL_STORIES = ["alternateithicatom", "avatar", "legacy", "wheretheressmoke"]
+
+
+def lebel_trigger_times(n_respdict: int) -> np.ndarray:
+    """The loader's TR onsets on the story's (TextGrid) clock for a ``respdict`` entry.
+
+    ``TRFile.simulate(n - pad)`` puts TRs at ``arange(n - pad) * tr`` (stimulus_utils.py:63-66)
+    and ``get_reltriggertimes`` subtracts ``soundstarttime = start_time`` (lines 68-71, 83).
+    """
+    return np.arange(n_respdict - LEBEL_PAD) * LEBEL_TR - LEBEL_START_TIME
+
+
+def lebel_word_rate(n_respdict: int, onsets, offsets) -> np.ndarray:
+    """Words per loader TR: word midpoints (DataSequence.py:105-107) in ``[trig, trig + tr)``."""
+    trig = lebel_trigger_times(n_respdict)
+    mid = (np.asarray(onsets) + np.asarray(offsets)) / 2
+    k = np.floor((mid - trig[0]) / LEBEL_TR).astype(int)
+    k = k[(k >= 0) & (k < trig.size)]
+    return np.bincount(k, minlength=trig.size).astype(float)
+
+
+def spm_like_hrf(tr: float, length_s: float = 30.0) -> np.ndarray:
+    """A double-gamma HRF (peak near 5 s, undershoot near 15 s) sampled every ``tr`` seconds."""
+    from math import gamma
+
+    t = np.arange(0.0, length_s, tr)
+    peak = t**5 * np.exp(-t) / gamma(6)
+    under = t**15 * np.exp(-t) / gamma(16)
+    return peak - under / 6
+
+
+def lebel_planted_response(rng, n_respdict, onsets, offsets, weights, noise=0.4):
+    """Released ``.hf5`` rows: the loader-grid word rate convolved with an HRF, trimmed 10/5.
+
+    Row ``j`` of the release is loader TR ``j + 10`` (the ``[5 + trim : -trim]`` rows), so the
+    array has ``respdict - 5 - 15 = respdict - 20`` rows.
+    """
+    rate = lebel_word_rate(n_respdict, onsets, offsets)
+    signal = np.convolve(rate, spm_like_hrf(LEBEL_TR))[: rate.size]
+    signal = (signal - signal.mean()) / (signal.std() + 1e-9)
+    y = signal[:, None] * weights[None, :] + noise * rng.standard_normal((rate.size, weights.size))
+    return y[LEBEL_TRIM[0] : rate.size - LEBEL_TRIM[1]].astype(np.float32)
+
+
+def lebel_intervals(words, on, off, rng):
+    """Contiguous word-tier intervals: words with the release's non-word fillers between."""
+    items, t = [], 0.0
+    for w, a, b in zip(words, on, off, strict=True):
+        if a > t:
+            items.append((round(t, 3), float(a), str(rng.choice(LEBEL_FILLERS))))
+        items.append((float(a), float(b), w))
+        t = float(b)
+    items.append((t, t + 5.0, "sp"))
+    return items
+
+
+def make_lebel(root: Path, seed: int = 0, n_vox: int = 40, noise: float = 0.4) -> dict:
+    """ds003020 layout: 4 stories, UTS01 has all, UTS02 lacks one training story.
+
+    - ``derivative/TextGrids/<story>.TextGrid``, ``derivative/respdict.json`` and
+      ``derivative/preprocessed_data/<subject>/<story>.hf5`` (dataset ``data``): the paths the
+      loader opens (stimulus_utils.py:9-12, feature_spaces.py:16, encoding_utils.py:38-43);
+    - TextGrids in Praat's long and short text formats, one with CRLF line ends: the loader's
+      reader handles both formats and either line end (textgrid.py:94-110, 193-213);
+    - ``.hf5`` rows = respdict - 20 (see :func:`lebel_planted_response`);
+    - not every subject heard every story (LeBel et al. 2023, Sci Data 10:555: UTS01-03 heard
+      more stories than UTS04-08): UTS02 has no ``avatar``;
+    - ``derivative/pycortex-db/<S>/transforms/<S>_auto/mask_thick.nii.gz``: the pycortex mask
+      whose voxels, in pycortex's (z, y, x) order, the responses are. pycortex saves its
+      (z, y, x) masks transposed into NIfTI (x, y, z) arrays; here a ``n_vox``-voxel mask of a
+      (5, 4, 3) grid with world x from -7.5 to 4.5 mm (when ``n_vox <= 60``).
+    """
     import h5py
+    import nibabel as nib
 
     rng = np.random.default_rng(seed)
-    tr = 2.0045
-    stories = ["alternateithicatom", "avatar", "legacy", "wheretheressmoke"]
     (root / "derivative" / "TextGrids").mkdir(parents=True)
-    truth = {"stories": stories, "words": {}}
-    respdict = {}
-    runs = {}
-    for i, story in enumerate(stories):
-        words, on, off = story_words(rng, 110, start_s=22.0)
-        truth["words"][story] = words
-        write_textgrid(
-            root / "derivative" / "TextGrids" / f"{story}.TextGrid",
-            word_intervals(words, on, off, rng),
-            short=(i % 2 == 1),
-        )
-        respdict[story] = run_trs(off, tr) - 15
-        runs[story] = (on, off)
-    (root / "derivative" / "respdict.json").write_text(json.dumps(respdict))
+    truth = {"stories": LEBEL_STORIES, "words": {}, "onsets": {}, "offsets": {}, "respdict": {}}
+    for i, story in enumerate(LEBEL_STORIES):
+        words, on, off = story_words(rng, 110, start_s=1.0)
+        truth["words"][story], truth["onsets"][story], truth["offsets"][story] = words, on, off
+        path = root / "derivative" / "TextGrids" / f"{story}.TextGrid"
+        write_textgrid(path, lebel_intervals(words, on, off, rng), short=(i % 2 == 1))
+        if i == 2:
+            path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+        n_run = int(np.ceil((LEBEL_START_TIME + off[-1] + 12.0) / LEBEL_TR))
+        truth["respdict"][story] = n_run + LEBEL_PAD
+    (root / "derivative" / "respdict.json").write_text(json.dumps(truth["respdict"]))
+    weights = rng.uniform(0.5, 1.5, n_vox)
+    truth["weights"] = weights
+    mask = None
+    if n_vox <= int(np.prod(LPP_SHAPE)):
+        flat = np.zeros(int(np.prod(LPP_SHAPE)), dtype=bool)
+        flat[rng.choice(flat.size, n_vox, replace=False)] = True
+        mask = flat.reshape(LPP_SHAPE)
+    truth["mask"] = mask
     for subject in ["UTS01", "UTS02"]:
         folder = root / "derivative" / "preprocessed_data" / subject
         folder.mkdir(parents=True)
-        weights = rng.uniform(0.5, 1.5, n_vox)
-        for story in stories:
+        for story in LEBEL_STORIES:
             if subject == "UTS02" and story == "avatar":
                 continue
-            y = planted_run(rng, *runs[story], 0, tr, weights)
+            on, off = truth["onsets"][story], truth["offsets"][story]
+            y = lebel_planted_response(rng, truth["respdict"][story], on, off, weights, noise=noise)
             with h5py.File(folder / f"{story}.hf5", "w") as fh:
-                fh["data"] = y[10:-5]
+                fh["data"] = y
+        if mask is not None:
+            xfm = root / "derivative" / "pycortex-db" / subject / "transforms" / f"{subject}_auto"
+            xfm.mkdir(parents=True)
+            img = nib.Nifti1Image(mask.astype(np.uint8), LPP_AFFINE)
+            nib.save(img, xfm / "mask_thick.nii.gz")
     return truth
 
 

@@ -22,6 +22,7 @@ from lmbrain.errors import InputError  # noqa: E402
 from lmbrain.features import FeatureWriter  # noqa: E402
 from lmbrain.geometry import SurfaceGeometry, VolumeGeometry  # noqa: E402
 from lmbrain.stimulus import (  # noqa: E402
+    Words,
     read_gentle_alignment,
     read_run_annotation,
     read_textgrid,
@@ -115,8 +116,105 @@ def test_lebel_pads_trimmed_responses_and_reads_hemispheres(tmp_path):
         np.testing.assert_array_equal(y[10:-5], fh["data"][()])
     assert np.isnan(y[:10]).all() and np.isnan(y[-5:]).all()
     np.testing.assert_array_equal(ds.voxels("UTS01")["hemisphere"], hemi)
-    assert ds.geometry("UTS01") is None
     assert ds.subject_stories("UTS02") == ["alternateithicatom", "legacy", "wheretheressmoke"]
+
+
+def test_lebel_reads_the_release_row_counts_and_onset(tmp_path):
+    """hf5 rows = respdict - 20; the run is respdict - 5 TRs; TextGrid 0 s is 10 s into it."""
+    truth = fx.make_lebel(tmp_path)
+    ds = open_dataset(tmp_path, "lebel")  # no option: the release as published
+    assert ds.tr == 2.0 and (ds.trim_start, ds.trim_end) == (10, 5)
+    manifest = ds.validate(["UTS01", "UTS02"])
+    for story, n in truth["respdict"].items():
+        with h5py.File(tmp_path / f"derivative/preprocessed_data/UTS01/{story}.hf5") as fh:
+            assert fh["data"].shape[0] == n - 20
+        assert ds.responses("UTS01", story).shape[0] == manifest["stories"][story]["n_trs"] == n - 5
+        words = ds.words(story)
+        assert words.words == truth["words"][story]
+        np.testing.assert_allclose(words.onsets, truth["onsets"][story] + 10.0)
+        # TR k of the run (k * 2 + 1 s) is the loader's TR k on the story clock (2k - 10 + 1)
+        np.testing.assert_allclose(
+            np.arange(n - 5) * ds.tr + ds.tr / 2 - ds.stimulus_onset(story),
+            fx.lebel_trigger_times(n) + fx.LEBEL_TR / 2,
+        )
+    assert manifest["skipped"] == [
+        {"subject": "UTS02", "story": "avatar", "reason": "no response file"}
+    ]
+
+
+def test_lebel_hemispheres_from_the_pycortex_mask(tmp_path):
+    truth = fx.make_lebel(tmp_path)
+    ds = open_dataset(tmp_path, "lebel")
+    # brute force: voxel j is the j-th voxel of the (z, y, x) mask array in C order
+    ijk = np.argwhere(truth["mask"].T)[:, ::-1]
+    x = ijk @ fx.LPP_AFFINE[0, :3] + fx.LPP_AFFINE[0, 3]
+    hemi = ds.voxels("UTS02")["hemisphere"]
+    np.testing.assert_array_equal(hemi, np.where(x < 0, "L", "R"))
+    assert {"L", "R"} <= set(hemi)
+    assert ds.geometry("UTS02").n_voxels == 40
+
+
+def test_lebel_without_hemisphere_source_stops(tmp_path):
+    fx.make_lebel(tmp_path)
+    mask = tmp_path / "derivative/pycortex-db/UTS01/transforms/UTS01_auto/mask_thick.nii.gz"
+    mask.unlink()
+    ds = open_dataset(tmp_path, "lebel")
+    assert ds.geometry("UTS01") is None
+    with pytest.raises(InputError, match="hemispheres") as err:
+        ds.validate(["UTS01"])
+    assert str(mask) in str(err.value) and "`mask`" in str(err.value)
+    np.save(tmp_path / "UTS01_hemi.npy", np.array(["L", "R"] * 20))
+    ds = open_dataset(tmp_path, "lebel", {"hemispheres": "{subject}_hemi.npy"})
+    assert ds.validate(["UTS01"])["subjects"]["UTS01"]["n_left"] == 20
+
+
+def test_lebel_trim_shorter_than_the_release_is_refused(tmp_path):
+    fx.make_lebel(tmp_path)
+    with pytest.raises(InputError, match="responses_trimmed"):
+        open_dataset(tmp_path, "lebel", {"trim": {"start": 5}})
+    ds = open_dataset(tmp_path, "lebel", {"trim": {"start": 12}})
+    assert np.isnan(ds.responses("UTS01", "legacy")[:10]).all()
+
+
+def test_lebel_word_tier_defaults_to_the_second_tier(tmp_path):
+    truth = fx.make_lebel(tmp_path)
+    path = tmp_path / "derivative/TextGrids/legacy.TextGrid"
+    path.write_bytes(path.read_bytes().replace(b'"word"', b'"lexical"'))
+    ds = open_dataset(tmp_path, "lebel")
+    assert ds.words("legacy").words == truth["words"]["legacy"]
+
+
+class ShiftedWords:
+    """The dataset with every word moved by ``shift_s`` seconds."""
+
+    def __init__(self, dataset, shift_s):
+        self._d, self._shift = dataset, shift_s
+
+    def words(self, story):
+        w = self._d.words(story)
+        return Words(w.words, w.onsets + self._shift, w.offsets + self._shift)
+
+    def __getattr__(self, name):
+        return getattr(self._d, name)
+
+
+def test_lebel_timing_planted_on_the_publisher_timeline(tmp_path):
+    """A word-rate signal planted on the loader's TR grid (tests/dataset_fixtures.py, from
+    stimulus_utils.load_simulated_trfiles and the [5 + trim : -trim] rows) is found by the
+    adapter + lanczos/FIR + ridge path at zero lag and lost with the words 5 TRs off."""
+    fx.make_lebel(tmp_path)
+    ds = open_dataset(tmp_path, "lebel")
+    feats = write_rate_features(tmp_path / "f.h5", ds)
+    r = {}
+    for shift_trs in (-5, 0, 5):
+        view = ShiftedWords(ds, shift_trs * ds.tr)
+        _, row = fit_encoding_model(
+            view, "UTS01", feats, 1, 1.0, temporal=TEMPORAL, fitting=FITTING
+        )
+        r[shift_trs] = row["mean_r"]
+    # measured: 0.85 at lag 0, 0.12 (-5 TRs) and 0.02 (+5 TRs)
+    assert r[0] > 0.7, r
+    assert r[-5] < 0.3 and r[5] < 0.3, r
 
 
 @pytest.mark.parametrize("order", ["pycortex", "C"])
@@ -416,3 +514,24 @@ def test_narratives_left_and_right_disagree(tmp_path):
     with pytest.raises(InputError, match="TRs but") as err:
         ds.validate(["sub-002"])
     assert str(right) in str(err.value)
+
+
+def test_lebel_speech_features_share_the_story_onset(tmp_path):
+    """The recording starts at TextGrid 0 s: speech-model window times get the same 10 s."""
+    from lmbrain.audio import window_times, write_wav
+    from lmbrain.features import extract_story_features
+    from lmbrain.models import load_model
+    from lmbrain.testing import make_tiny_audio_model
+
+    fx.make_lebel(tmp_path / "data")
+    ds = open_dataset(tmp_path / "data", "lebel")
+    rate, duration = 16000, 3.0
+    (tmp_path / "data" / "stimuli").mkdir()
+    tone = 0.1 * np.sin(2 * np.pi * 220 * np.arange(int(rate * duration)) / rate)
+    write_wav(ds.audio_path("legacy"), tone.astype(np.float32), rate)
+    folder = make_tiny_audio_model(tmp_path / "hubert", arch="hubert", seed=1)
+    model, extractor, _ = load_model({"model": str(folder)}, tmp_path / "cache")
+    times, _ = extract_story_features(
+        ds, "legacy", model, extractor, [1], context_tokens=8, audio_stride_s=0.5
+    )
+    np.testing.assert_allclose(times, window_times(duration, 0.5) + 10.0)

@@ -1,7 +1,7 @@
 """End to end: the workflow reads the three public datasets in their published layouts.
 
 One workflow run (one tiny model, one layer, one train fraction) covers small copies of
-LeBel et al. (no hemisphere labels: left/right outputs skipped), Le Petit Prince (volumes, the
+LeBel et al. (hemispheres from the release's pycortex mask), Le Petit Prince (volumes, the
 average subject, the inter-subject ceiling) and Narratives (fsaverage-style surface data, a
 subject missing a story). The planted word-rate signal must come out as positive scores.
 """
@@ -13,6 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
@@ -79,18 +80,21 @@ def test_planted_signal_comes_out(public_run):
         assert (table["mean_r"] > 0.3).all(), (name, table["mean_r"].tolist())
 
 
-def test_lebel_without_hemispheres_skips_asymmetry(public_run):
+def test_lebel_hemispheres_from_the_pycortex_mask(public_run):
     root, _ = public_run
     table = scores(root, "lebel")
-    assert table["mean_r_left"].isna().all() and table["mean_r_right"].isna().all()
-    fits = pd.read_csv(root / "results" / "lebel" / "summary" / "scaling_fits.tsv", sep="\t")
-    asym = fits[fits["fit"] == "asymmetry"]
-    assert asym.empty or asym["slope"].isna().all()
-    assert (root / "results" / "lebel" / "plots" / "asymmetry.png").is_file()
+    assert table["mean_r_left"].notna().all() and table["mean_r_right"].notna().all()
     vox = np.load(
         root / "results" / "lebel" / "fits" / "UTS02" / "tiny-gpt2" / "layer-1_frac-1.npz"
     )
-    assert vox["r"].shape == (40,) and set(vox["hemisphere"]) == {""}
+    # brute force: the fixture's mask voxels in pycortex (z, y, x) order, world x < 0 is left
+    mask = nib.load(
+        root / "ds003020/derivative/pycortex-db/UTS02/transforms/UTS02_auto/mask_thick.nii.gz"
+    )
+    ijk = np.argwhere(np.asarray(mask.dataobj).T > 0)[:, ::-1]
+    x = ijk @ mask.affine[0, :3] + mask.affine[0, 3]
+    assert vox["r"].shape == (40,)
+    np.testing.assert_array_equal(vox["hemisphere"], np.where(x < 0, "L", "R"))
     # UTS02 lacks 'avatar' in the release: fitted on the stories it has, skip in the manifest
     row = table.set_index("subject").loc["UTS02"]
     assert "avatar" not in row["train_stories"]

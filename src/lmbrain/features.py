@@ -336,7 +336,8 @@ def extract_story_features(
     Returns
     -------
     times : numpy.ndarray or None
-        Window end times for speech models; None for word features.
+        Window end times for speech models (seconds from the run's start: plus the
+        adapter's ``stimulus_onset(story)`` where it has one); None for word features.
     features : dict
         ``layer -> (n_rows, hidden)``: arrays, or with a ``writer`` the word features' HDF5
         datasets (readable while the writer is open).
@@ -377,6 +378,10 @@ def extract_story_features(
         batch_size=batch_size,
         device=device,
     )
+    # the recording starts at the story's onset in the run (LeBel: 10 s after the first TR)
+    onset = getattr(dataset, "stimulus_onset", None)
+    if onset is not None:
+        times = times + float(onset(story))
     if writer is not None:
         for layer, array in feats.items():
             writer.add(story, layer, array)

@@ -2,21 +2,49 @@
 
 ::
 
-    <root>/derivative/TextGrids/<story>.TextGrid               Praat TextGrid, tier "word"
+    <root>/derivative/TextGrids/<story>.TextGrid               Praat TextGrid (phone, word tiers)
     <root>/derivative/preprocessed_data/<UTS0x>/<story>.hf5    HDF5 dataset "data", TRs x voxels
-    <root>/derivative/respdict.json                            {story: number of TRs}
+    <root>/derivative/respdict.json                            {story: number}
+    <root>/derivative/pycortex-db/<UTS0x>/transforms/<UTS0x>_auto/mask_thick.nii.gz
 
-The published responses hold the TRs kept after the conventional trim (10 at the start, 5 at
-the end): with ``responses_trimmed: true`` (the default) the adapter puts back ``trim.start`` and
-``trim.end`` rows of NaN so that a run has its full length; the workflow's trim removes them
-again, and the features are computed on the full run as in the original pipeline. Each word's
-time is the midpoint of its TextGrid interval; TR ``k`` is acquired at ``k * tr + tr / 2``.
+Every timing convention is the one of the dataset's own loader, HuthLab/deep-fMRI-dataset
+(commit eaaa5cd; paths under ``encoding/``):
 
-Hemispheres are not in the release: give ``hemispheres`` (a per-subject ``.npy`` or ``.tsv``
-of L/R per voxel, or an ``.npz`` holding a ``hemisphere`` array) or ``mask`` (a per-subject
-NIfTI mask in the voxel order of the responses, whose world x gives the hemisphere and which
-becomes the subject's :class:`~lmbrain.geometry.VolumeGeometry`). Without either, every voxel's
-hemisphere is unknown ('') and the left/right outputs are left out.
+- **Run length and TR.** ``feature_spaces.py:16-19`` builds each story's TR grid with
+  ``load_simulated_trfiles(respdict)`` (``ridge_utils/stimulus_utils.py:79-86``: ``tr=2.0``,
+  ``start_time=10.0``, ``pad=5``): ``respdict[story] - 5`` TRs spaced by exactly 2.0 s
+  (``TRFile.simulate``, ``stimulus_utils.py:63-66``). The scanner's nominal TR, 2.0045 s (the
+  ``TRFile`` default, ``stimulus_utils.py:17``), is only used when real trigger files are read,
+  and none are released; the published models are fitted on the 2.0 s grid, so ``tr`` defaults
+  to 2.0 here. A run of this adapter has ``respdict[story] - 5`` TRs.
+- **Where t = 0 is.** ``soundstarttime = start_time = 10`` and the TR times are taken relative to
+  it (``stimulus_utils.py:68-71,83``), plus half a TR (``ridge_utils/DataSequence.py:109-113``):
+  TR ``k`` of the run is at ``2k + 1 - 10`` s of the story's TextGrid clock. The story's sound
+  (TextGrid 0 s) thus starts 10 s after the run's first TR: the adapter adds ``story_onset_s``
+  (default 10) to every TextGrid time, and TR ``k`` is at ``k * tr + tr / 2`` as everywhere in
+  lmbrain.
+- **Trims and the .hf5 rows.** ``encoding_utils.py:29`` keeps feature rows ``[5 + trim : -trim]``
+  with ``trim = 5`` (``encoding.py:23``): the first 10 and last 5 TRs of the run, and
+  ``encoding_utils.py:35-46`` / ``ridge.bootstrap_ridge`` fit them row for row against
+  ``hf["data"]``. So a released ``.hf5`` has ``respdict - 5 - 10 - 5 = respdict - 20`` rows,
+  its row ``j`` being TR ``j + 10`` of the run. The adapter puts back 10 + 5 NaN rows
+  (``responses_trimmed: true``) that the workflow's trim (default 10/5, never less) removes.
+- **Words.** ``dsutils.py:5-19``: the second tier of the TextGrid (``tiers[1]``, named ``word``),
+  labels in ``sentence_start sentence_end br lg ls ns sp`` (lower-cased, braces stripped)
+  dropped; a word's time is its interval's midpoint (``DataSequence.py:105-107``). The publisher
+  reads both Praat text formats (long ``ooTextFile`` and short ``OldooTextFile``,
+  ``ridge_utils/textgrid.py:193-213``).
+- **Test story.** ``em_data/sess_to_story.json`` (read by ``encoding.py:42-49``) holds out
+  ``wheretheressmoke``; its released ``.hf5`` is read like any other story's
+  (``encoding_utils.py:35-46``), so no per-repeat file is part of the published layout:
+  ``repeats`` is an option.
+
+Hemispheres are not in the release. They are derived from the subject's pycortex mask,
+``derivative/pycortex-db/{subject}/transforms/{subject}_auto/mask_thick.nii.gz`` (the default
+``mask``; the responses are its voxels in pycortex's (z, y, x) order, ``mask_order``): a
+voxel whose world (scanner RAS) x is negative is left. A ``hemispheres`` file (per-subject
+``.npy``/``.tsv``/``.npz``) takes precedence. Without either, reading a subject's voxels stops
+with an error that names both options.
 """
 
 from __future__ import annotations
@@ -42,7 +70,15 @@ from lmbrain.datasets.base import (
 )
 from lmbrain.errors import InputError
 from lmbrain.geometry import VolumeGeometry
-from lmbrain.stimulus import Words, read_textgrid_words
+from lmbrain.stimulus import WORD_TIER_NAMES, Words, read_textgrid, read_textgrid_words
+
+#: TRs the publisher's loader leaves off the end of ``respdict`` (``load_simulated_trfiles(pad=5)``).
+RESPDICT_PAD = 5
+#: TRs missing from each released ``.hf5`` at the start / end of the run (``[5 + trim : -trim]``,
+#: ``trim = 5``: HuthLab/deep-fMRI-dataset ``encoding/encoding_utils.py:29``, ``encoding.py:23``).
+RELEASED_TRIM = (10, 5)
+#: The pycortex mask whose voxels the responses are (hemispheres and geometry by default).
+PYCORTEX_MASK = "derivative/pycortex-db/{subject}/transforms/{subject}_auto/mask_thick.nii.gz"
 
 
 class LebelDataset:
@@ -53,21 +89,27 @@ class LebelDataset:
     root : str or Path
         The dataset folder (holding ``derivative/``).
     tr : float
-        Repetition time (s).
+        Repetition time (s); default 2.0, the publisher loader's TR grid.
     trim : dict
-        ``start`` / ``end``: TRs dropped at each end of every story.
+        ``start`` / ``end``: TRs dropped at each end of every run (default 10 / 5, the
+        publisher's; with ``responses_trimmed`` never fewer, as the release lacks them).
+    story_onset_s : float
+        Time of the story's TextGrid 0 s in the run (default 10: the loader's ``start_time``).
     test_stories : list of str
         Held-out stories.
     stories : list of str, optional
         Restrict the dataset to these stories (default: every story with a TextGrid and a
         ``respdict.json`` entry).
     responses_trimmed : bool
-        Whether the ``.hf5`` files lack the trimmed TRs (as published).
+        Whether the ``.hf5`` files lack the 10 + 5 trimmed TRs (as published).
     repeats : str, optional
         Path pattern (``{subject}``, ``{story}``) of a test story's repeats: ``.hf5``
         (dataset ``data``) or ``.npy``, repeats x TRs x voxels, trimmed like the responses.
-    hemispheres, mask : str, optional
-        Path patterns (``{subject}``) of the voxel hemisphere labels or of a NIfTI mask.
+    hemispheres : str, optional
+        Path pattern (``{subject}``) of the voxel hemisphere labels.
+    mask : str
+        Path pattern (``{subject}``) of the NIfTI mask whose voxels the responses are
+        (default the release's pycortex ``mask_thick``): geometry and hemispheres (world x).
     mask_order : {"pycortex", "C"}
         Voxel order of the responses within ``mask``: ``pycortex`` (default; the Huth-lab
         files follow pycortex's (z, y, x) arrays, i.e. the NIfTI's Fortran order) or ``C``
@@ -75,18 +117,20 @@ class LebelDataset:
     max_trailing_s : float
         Silence allowed after the last word.
     word_tier : str, optional
-        TextGrid tier of the words (default ``word``/``words``).
+        TextGrid tier of the words (default the tier named ``word``/``words``, else the second
+        tier, which the publisher's loader reads).
     """
 
     OPTIONS = {
-        "tr": 2.0045,
-        "trim": {"start": 10, "end": 5},
+        "tr": 2.0,
+        "trim": {"start": RELEASED_TRIM[0], "end": RELEASED_TRIM[1]},
+        "story_onset_s": 10.0,
         "test_stories": ["wheretheressmoke"],
         "stories": None,
         "responses_trimmed": True,
         "repeats": None,
         "hemispheres": None,
-        "mask": None,
+        "mask": PYCORTEX_MASK,
         "max_trailing_s": DEFAULT_MAX_TRAILING_S,
         "word_tier": None,
         "mask_order": "pycortex",
@@ -97,6 +141,7 @@ class LebelDataset:
         self.root = Path(root)
         self.name = self.root.name
         self.tr = float(opts["tr"])
+        self.story_onset_s = float(opts["story_onset_s"])
         self.responses_trimmed = bool(opts["responses_trimmed"])
         self.max_trailing_s = float(opts["max_trailing_s"])
         self.word_tier = opts["word_tier"]
@@ -106,6 +151,16 @@ class LebelDataset:
                 self.root, f"mask_order must be pycortex or C, not {opts['mask_order']!r}"
             )
         self.mask_order = opts["mask_order"]
+        if self.responses_trimmed and (
+            self.trim_start < RELEASED_TRIM[0] or self.trim_end < RELEASED_TRIM[1]
+        ):
+            raise InputError(
+                self.root,
+                f"trim {{start: {self.trim_start}, end: {self.trim_end}}} keeps TRs the release "
+                f"does not have: its .hf5 files lack the first {RELEASED_TRIM[0]} and last "
+                f"{RELEASED_TRIM[1]} TRs of every run (trim must be at least that, or set "
+                "responses_trimmed: false for untrimmed files)",
+            )
         self.deriv = self.root / "derivative"
         self.textgrids = self.deriv / "TextGrids"
         self.respdict_path = self.deriv / "respdict.json"
@@ -137,6 +192,18 @@ class LebelDataset:
         if len(self.train_stories) < 2:
             raise InputError(self.textgrids, "needs at least two training stories")
         self.skipped: list[dict] = []
+
+    def n_trs(self, story: str) -> int:
+        """TRs of ``story``'s run: ``respdict - 5``, the loader's simulated TR grid."""
+        return self.respdict[story] - RESPDICT_PAD
+
+    def n_released_rows(self, story: str) -> int:
+        """Rows of ``story``'s ``.hf5``: the run less the 10 + 5 trimmed TRs (if trimmed)."""
+        return self.n_trs(story) - (sum(RELEASED_TRIM) if self.responses_trimmed else 0)
+
+    def stimulus_onset(self, story: str) -> float:
+        """Seconds from the run's first TR to the story's sound (TextGrid 0 s, wav 0 s)."""
+        return self.story_onset_s
 
     # -- layout ----------------------------------------------------------------------------
     @cached_property
@@ -171,14 +238,23 @@ class LebelDataset:
 
     # -- reading ---------------------------------------------------------------------------
     def words(self, story: str) -> Words:
-        """Words of ``story`` from its TextGrid's word tier."""
-        return read_textgrid_words(self.stimulus_path(story), self.word_tier)
+        """Words of ``story`` from its TextGrid's word tier, in seconds from the run's start."""
+        path = self.stimulus_path(story)
+        tier = self.word_tier
+        if tier is None:
+            names = list(read_textgrid(path))
+            named = [t for t in names if t.strip().lower() in WORD_TIER_NAMES]
+            # the publisher's loader reads the second tier (dsutils.py:14, ``tiers[1]``)
+            tier = named[0] if named else (names[1] if len(names) > 1 else None)
+        words = read_textgrid_words(path, tier)
+        shift = self.stimulus_onset(story)
+        return Words(words.words, words.onsets + shift, words.offsets + shift)
 
     def _pad(self, arr: np.ndarray, axis: int) -> np.ndarray:
         if not self.responses_trimmed:
             return arr
         pad = [(0, 0)] * arr.ndim
-        pad[axis] = (self.trim_start, self.trim_end)
+        pad[axis] = RELEASED_TRIM
         return np.pad(arr, pad, constant_values=np.nan)
 
     def responses(self, subject: str, story: str) -> np.ndarray:
@@ -201,10 +277,16 @@ class LebelDataset:
                 return hdf5_data_shape(path)[1]
         raise InputError(self.deriv / "preprocessed_data" / subject, "no response file")
 
+    def _mask_path(self, subject: str) -> Path | None:
+        return resolve(self.root, self._mask, subject=subject)
+
     def geometry(self, subject: str) -> VolumeGeometry | None:
-        """The subject's voxel mask when ``mask`` is configured, else None."""
-        path = resolve(self.root, self._mask, subject=subject)
-        if path is None:
+        """The subject's voxel mask (default: the release's pycortex ``mask_thick``).
+
+        None when the default mask is not on disk (``derivative/pycortex-db`` not downloaded).
+        """
+        path = self._mask_path(subject)
+        if path is None or (self._mask == PYCORTEX_MASK and not path.is_file()):
             return None
         mask, affine = load_mask(path)
         if self.mask_order == "pycortex":
@@ -215,17 +297,30 @@ class LebelDataset:
         return VolumeGeometry(mask=np.ascontiguousarray(mask), affine=affine)
 
     def voxels(self, subject: str) -> dict[str, np.ndarray]:
-        """``hemisphere`` ('L'/'R', '' where unknown) and ``roi`` ('') per voxel."""
+        """``hemisphere`` ('L'/'R') and ``roi`` ('') per voxel.
+
+        Raises
+        ------
+        InputError
+            When neither a ``hemispheres`` file nor the mask is there (the release has no
+            hemisphere labels), naming the mask looked for and both options.
+        """
         n_vox = self._n_voxels(subject)
         hemi_path = resolve(self.root, self._hemis, subject=subject)
         if hemi_path is not None:
-            hemi = read_hemispheres(hemi_path)
-        elif self._mask is not None:
-            hemi = self.geometry(subject).hemispheres()
+            hemi, source = read_hemispheres(hemi_path), hemi_path
         else:
-            hemi = np.full(n_vox, "")
+            geo, source = self.geometry(subject), self._mask_path(subject)
+            if geo is None:
+                raise InputError(
+                    source,
+                    "not found: ds003020 has no hemisphere labels, which the analysis derives "
+                    "from this pycortex mask (world x < 0 is left). Download "
+                    f"derivative/pycortex-db/{subject}, or set `mask` (a NIfTI mask in the "
+                    "responses' voxel order) or `hemispheres` (L/R per voxel)",
+                )
+            hemi = geo.hemispheres()
         if hemi.size != n_vox:
-            source = hemi_path or resolve(self.root, self._mask, subject=subject)
             raise InputError(source, f"gives {hemi.size} voxels but the responses have {n_vox}")
         return {"hemisphere": hemi.astype("<U1"), "roi": np.full(n_vox, "")}
 
@@ -242,7 +337,7 @@ class LebelDataset:
         words = {story: self.words(story) for story in self.stories}
         stories = {
             s: {
-                "n_trs": self._full(self.respdict[s]),
+                "n_trs": self.n_trs(s),
                 "n_words": len(words[s]),
                 "test": s in self.test_stories,
             }
@@ -281,6 +376,7 @@ class LebelDataset:
             "format": "lebel",
             "root": str(self.root),
             "tr": self.tr,
+            "story_onset_s": self.story_onset_s,
             "trim_start": self.trim_start,
             "trim_end": self.trim_end,
             "stories": stories,
@@ -290,11 +386,8 @@ class LebelDataset:
             "skipped": self.skipped,
         }
 
-    def _full(self, n: int) -> int:
-        return n + (self.trim_start + self.trim_end if self.responses_trimmed else 0)
-
     def _check_story(self, subject: str, story: str, n_vox: int) -> None:
-        expected = self.respdict[story]
+        expected = self.n_released_rows(story)
         paths = [self.response_path(subject, story)]
         rep = self._repeats_path(subject, story)
         if rep is not None:
@@ -309,8 +402,16 @@ class LebelDataset:
             )
             n_trs, n_v = shape[-2], shape[-1]
             if n_trs != expected:
+                relation = (
+                    f"respdict - {RESPDICT_PAD + sum(RELEASED_TRIM)}: the loader's pad "
+                    f"{RESPDICT_PAD} and the trims {RELEASED_TRIM[0]}/{RELEASED_TRIM[1]}"
+                    if self.responses_trimmed
+                    else f"respdict - {RESPDICT_PAD} (responses_trimmed: false)"
+                )
                 raise InputError(
-                    path, f"has {n_trs} TRs but {self.respdict_path} gives {expected} for {story}"
+                    path,
+                    f"has {n_trs} TRs but {self.respdict_path} gives {self.respdict[story]} for "
+                    f"{story}, so {expected} were expected ({relation})",
                 )
             if n_v != n_vox:
                 raise InputError(path, f"has {n_v} voxels but other runs of {subject} have {n_vox}")
