@@ -4,10 +4,12 @@ import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from lmbrain.baselines import expand_model_widths, is_baseline
 from lmbrain.config import fraction_label, resolve_layers, validate_config
 from lmbrain.datasets import adapter_options, index_path, open_dataset
+from lmbrain.encoding import cv_shortfall
 from lmbrain.errors import LmbrainError
 from lmbrain.features import feature_id, feature_spec
 from lmbrain.models import model_id, read_modality, read_n_layers
@@ -27,17 +29,52 @@ MODELS = {model_id(entry): entry for entry in CFG["models"]}
 FRACTIONS = [fraction_label(f) for f in CFG["train_fractions"]]
 
 
+def _dataset(name):
+    """The adapter of a dataset on disk, opened once per workflow run."""
+    if name not in _OPENED:
+        spec = DATASETS[name]
+        try:
+            _OPENED[name] = open_dataset(spec["path"], spec["format"], spec)
+        except LmbrainError as exc:
+            raise WorkflowError(f"dataset '{name}': {exc}") from None
+    return _OPENED[name]
+
+
 def _subjects(name):
     spec = DATASETS[name]
-    if spec["subjects"] != "all":
-        return list(spec["subjects"])
     if "simulate" in spec:
+        if spec["subjects"] != "all":
+            return list(spec["subjects"])
         n = spec["simulate"]["n_subjects"]
         return [f"sub-{i:02d}" for i in range(1, n + 1)]
-    try:
-        return open_dataset(spec["path"], spec["format"], spec).subjects
-    except LmbrainError as exc:
-        raise WorkflowError(f"dataset '{name}': {exc}") from None
+    explicit = spec["subjects"] != "all"
+    dataset = _dataset(name)
+    subjects = list(spec["subjects"]) if explicit else list(dataset.subjects)
+    return _fittable(name, dataset, subjects, explicit)
+
+
+def _fittable(name, dataset, subjects, explicit):
+    """The subjects whose stories allow the configured `fitting.cv` (adapters offering
+    `subject_stories`). Others are skipped with a log line and a manifest entry
+    (`skipped_subjects` of manifest/stimuli.json) before any job starts, or stop the run
+    if `subjects:` lists them."""
+    if getattr(dataset, "subject_stories", None) is None:
+        return subjects
+    cv = CFG["fitting"]["cv"]
+    kept = []
+    for subject in subjects:
+        reason = cv_shortfall(dataset, subject, cv, subjects)
+        if reason is None:
+            kept.append(subject)
+            continue
+        if explicit:
+            raise WorkflowError(
+                f"dataset '{name}': subject '{subject}' (listed in `subjects:`) cannot be "
+                f"fitted with fitting.cv: {cv}: {reason}; remove it from `subjects:`"
+            )
+        logger.warning(f"dataset '{name}': skipping subject {subject}: {reason}")
+        SKIPPED_SUBJECTS[name].append({"subject": subject, "reason": reason})
+    return kept
 
 
 def _layers(mid):
@@ -55,6 +92,8 @@ def _layers(mid):
         raise WorkflowError(f"model '{mid}': {exc}") from None
 
 
+_OPENED = {}
+SKIPPED_SUBJECTS = {name: [] for name in DATASETS}
 SUBJECTS = {name: _subjects(name) for name in DATASETS}
 INDEX_FILES = {}
 
@@ -64,8 +103,8 @@ def _check_dataset(name):
     spec = DATASETS[name]
     if "simulate" in spec:
         return
+    dataset = _dataset(name)
     try:
-        dataset = open_dataset(spec["path"], spec["format"], spec)
         dataset.validate(SUBJECTS[name])
     except LmbrainError as exc:
         raise WorkflowError(f"dataset '{name}': {exc}") from None
