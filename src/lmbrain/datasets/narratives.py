@@ -190,6 +190,7 @@ class NarrativesDataset:
         self.tr = float(opts["tr"]) if opts["tr"] is not None else self._sidecar_tr()
         self.skipped: list[dict] = []
         self.timing_corrections: list[dict] = []
+        self._runs_cache: dict[tuple[str, str], dict[str, list[Path]]] = {}
 
     # -- stories, tasks, conditions --------------------------------------------------------
     def _release_tasks(self) -> set[str]:
@@ -331,7 +332,14 @@ class NarrativesDataset:
         return self.root / "stimuli" / "gentle" / story / "align.json"
 
     def _all_runs(self, subject: str, story: str) -> dict[str, list[Path]]:
-        """Scan name (``sub-*_task-*[_run-*]``) -> [volume] or [left, right], before exclusions."""
+        """Scan name (``sub-*_task-*[_run-*]``) -> [volume] or [left, right], before exclusions
+        (looked up once per subject and story: the DAG-time checks ask for every subject)."""
+        key = (subject, story)
+        if key not in self._runs_cache:
+            self._runs_cache[key] = self._find_runs(subject, story)
+        return dict(self._runs_cache[key])
+
+    def _find_runs(self, subject: str, story: str) -> dict[str, list[Path]]:
         folder = self.deriv / subject / "func"
         if not folder.is_dir():
             return {}
