@@ -169,7 +169,9 @@ def test_word_locked_signal_found_at_zero_lag_only(tmp_path, lag):
     for subject in ("sub-001", "sub-004"):  # sub-004: the corrected milkyway scan
         _, row = fit_encoding_model(ds, subject, feats, 1, 1.0, temporal=TEMPORAL, fitting=FITTING)
         if lag == 0:
-            assert row["mean_r"] > 0.5, subject
+            # 0.78 here; reading the Gentle times as story-relative gives 0.05 (sub-004),
+            # ignoring events.tsv 0.20, leaving sub-004's correction out 0.57
+            assert row["mean_r"] > 0.7, subject
         else:
             assert row["mean_r"] < 0.2, subject
 

@@ -59,7 +59,8 @@ Data. ``derivatives`` defaults to ``derivatives/afni-nosmooth`` (the unsmoothed,
 regressed data; code/run_regression.py writes ``desc-clean``), ``surface: true`` (default)
 reads the fsaverage6 GIfTI pairs (left then right columns, a
 :class:`~lmbrain.geometry.SurfaceGeometry` on mesh ``mesh``), the space of the publishers'
-whole-brain analyses (code/run_isc.py) that needs no mask; ``surface: false`` reads the
+whole-brain analyses (code/run_isc.py line 11, there on ``afni-smooth``) that needs no
+mask (``derivatives: derivatives/afni-smooth`` reads their ``desc-sm6`` files); ``surface: false`` reads the
 ``space`` volumes inside ``mask`` (a NIfTI path, ``{subject}`` allowed; a
 :class:`~lmbrain.geometry.VolumeGeometry`, hemisphere from world x). The TR is the sidecar
 ``RepetitionTime`` of the story's task (the subject's own ``sub-*/func`` sidecar, else the
