@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 
 from lmbrain.baselines import expand_model_widths, is_baseline
 from lmbrain.config import (
@@ -14,6 +15,7 @@ from lmbrain.config import (
     validate_config,
 )
 from lmbrain.datasets import adapter_options, index_path, open_dataset
+from lmbrain.encoding import cv_shortfall
 from lmbrain.errors import LmbrainError
 from lmbrain.features import feature_id, feature_spec
 from lmbrain.models import model_id, read_modality, read_n_layers
@@ -40,19 +42,56 @@ MODELS = {model_id(entry): entry for entry in CFG["models"]}
 FRACTIONS = [fraction_label(f) for f in CFG["train_fractions"]]
 
 
+def _dataset(name):
+    """The adapter of a dataset on disk, opened once per workflow run."""
+    if name not in _OPENED:
+        spec = DATASETS[name]
+        try:
+            _OPENED[name] = open_dataset(spec["path"], spec["format"], spec)
+        except LmbrainError as exc:
+            raise WorkflowError(f"dataset '{name}': {exc}") from None
+    return _OPENED[name]
+
+
 def _subjects(name):
     spec = DATASETS[name]
-    if spec["subjects"] != "all":
-        return list(spec["subjects"])
     if "simulate" in spec:
+        if spec["subjects"] != "all":
+            return list(spec["subjects"])
         n = spec["simulate"]["n_subjects"]
         return [f"sub-{i:02d}" for i in range(1, n + 1)]
-    try:
-        listed = open_dataset(spec["path"], spec["format"], spec).subjects
-        # the dataset's own list (dataset.yaml, folder names) becomes output paths too
-        return [check_name(f"datasets.{name}.subjects", s) for s in listed]
+    explicit = spec["subjects"] != "all"
+    dataset = _dataset(name)
+    subjects = list(spec["subjects"]) if explicit else list(dataset.subjects)
+    try:  # the dataset's own list (dataset.yaml, folder names) becomes output paths too
+        subjects = [check_name(f"datasets.{name}.subjects", s) for s in subjects]
     except LmbrainError as exc:
         raise WorkflowError(f"dataset '{name}': {exc}") from None
+    return _fittable(name, dataset, subjects, explicit)
+
+
+def _fittable(name, dataset, subjects, explicit):
+    """The subjects whose stories allow the configured `fitting.cv` (adapters offering
+    `subject_stories`). Others are skipped with a log line and a manifest entry
+    (`skipped_subjects` of manifest/stimuli.json) before any job starts, or stop the run
+    if `subjects:` lists them."""
+    if getattr(dataset, "subject_stories", None) is None:
+        return subjects
+    cv = CFG["fitting"]["cv"]
+    kept = []
+    for subject in subjects:
+        reason = cv_shortfall(dataset, subject, cv, subjects)
+        if reason is None:
+            kept.append(subject)
+            continue
+        if explicit:
+            raise WorkflowError(
+                f"dataset '{name}': subject '{subject}' (listed in `subjects:`) cannot be "
+                f"fitted with fitting.cv: {cv}: {reason}; remove it from `subjects:`"
+            )
+        logger.warning(f"dataset '{name}': skipping subject {subject}: {reason}")
+        SKIPPED_SUBJECTS[name].append({"subject": subject, "reason": reason})
+    return kept
 
 
 def _layers(mid):
@@ -70,6 +109,8 @@ def _layers(mid):
         raise WorkflowError(f"model '{mid}': {exc}") from None
 
 
+_OPENED = {}
+SKIPPED_SUBJECTS = {name: [] for name in DATASETS}
 SUBJECTS = {name: _subjects(name) for name in DATASETS}
 INDEX_FILES = {}
 
@@ -79,8 +120,8 @@ def _check_dataset(name):
     spec = DATASETS[name]
     if "simulate" in spec:
         return
+    dataset = _dataset(name)
     try:
-        dataset = open_dataset(spec["path"], spec["format"], spec)
         dataset.validate(SUBJECTS[name])
     except LmbrainError as exc:
         raise WorkflowError(f"dataset '{name}': {exc}") from None

@@ -27,6 +27,7 @@ rule validate_stimuli:
         root=dataset_root,
         format=lambda wc: DATASETS[wc.dataset]["format"],
         options=dataset_options,
+        skipped_subjects=lambda wc: SKIPPED_SUBJECTS.get(wc.dataset, []),
     script:
         "../scripts/validate_dataset.py"
 

@@ -256,80 +256,188 @@ def make_lpp(root: Path, seed: int = 1, n_subjects: int = 4, n_runs: int = 4):
 
 
 # -- Narratives (ds002345) -------------------------------------------------------------------
-NARRATIVES_STORIES = ["lucy", "pieman", "tunnel", "wheretheressmoke"]
+# The layout follows the publishers' scripts (github.com/snastase/narratives): file names from
+# code/task_meta.json (`sub-001_task-pieman_run-1_space-fsaverage6_hemi-L...func.gii`) with the
+# `desc-clean` that code/run_regression.py (lines 58-66) adds for afni-nosmooth; events.tsv
+# columns and values from staging/compile_events.py (lines 23-49: pieman music 0.0 s then story
+# 15.0 s, milkyway music 0.0 s then story 21.0 s per condition, tunnel/lucy story at 3.0 s); the
+# onset correction of lines 133-150 (story at 21 - 6 = 15 s: the audio started 6 s early);
+# participants.tsv columns from staging/compile_participants.py (lines 78-88, comma lists);
+# code/scan_exclude.json's {task: {subject: [scan name]}} shape (e.g. "sub-013_task-pieman_run-2");
+# Gentle align.json entries {word, alignedWord, case, start, end, phones} with
+# `not-found-in-audio` words carrying no times (code/get_words.py lines 27-35), times on the
+# audio file's clock (code/plot_stim.py lines 18, 66-85: Pie Man's first words at 15-23 s).
+NARRATIVES_STORIES = ["lucy", "milkywayoriginal", "milkywayvodka", "pieman", "tunnel"]
+NARRATIVES_TASKS = {
+    "lucy": "lucy",
+    "milkywayoriginal": "milkyway",
+    "milkywayvodka": "milkyway",
+    "pieman": "pieman",
+    "tunnel": "tunnel",
+}
+# events.tsv rows (onset, duration, trial_type) before the story's duration is known
+NARRATIVES_EVENTS = {
+    "pieman": [(0.0, 13.0, "music"), (15.0, None, "story")],
+    "milkyway": [(0.0, 18.0, "music"), (21.0, None, "story")],
+    "lucy": [(3.0, None, "story")],
+    "tunnel": [(3.0, None, "story")],
+}
+# where the story starts on its audio file's clock (0 where the audio holds only the story)
+NARRATIVES_AUDIO_STORY_START = {"pieman": 15.0, "milkyway": 21.0, "lucy": 0.0, "tunnel": 0.0}
 
 
 def gentle_json(words, on, off, rng, n_unaligned: int = 3) -> dict:
-    """A Gentle align.json: aligned words plus a few 'not-found-in-audio' ones."""
+    """A Gentle align.json: aligned words plus a few 'not-found-in-audio' ones (no times)."""
     entries = [
         {
             "alignedWord": w.lower(),
             "case": "success",
-            "start": float(a),
             "end": float(b),
+            "endOffset": 0,
+            "phones": [{"duration": float(b - a), "phone": "ah_I"}],
+            "start": float(a),
+            "startOffset": 0,
             "word": w,
-            "phones": [],
         }
         for w, a, b in zip(words, on, off, strict=True)
     ]
     for k in range(n_unaligned):
         pos = int(rng.integers(1, len(entries)))
-        entries.insert(pos, {"case": "not-found-in-audio", "word": f"um{k}"})
+        entries.insert(
+            pos, {"case": "not-found-in-audio", "endOffset": 0, "startOffset": 0, "word": f"um{k}"}
+        )
     return {"transcript": " ".join(words), "words": entries}
+
+
+def _write_tsv(path: Path, header, rows) -> None:
+    lines = ["\t".join(header)] + ["\t".join(str(v) for v in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def make_narratives(
     root: Path,
     seed: int = 2,
-    n_subjects: int = 5,
+    n_subjects: int = 6,
     n_vert: int = 30,
-    n_trs: int = 80,
     surface: bool = True,
     missing=(("sub-004", "lucy"),),
+    lag_trs: int = 0,
 ):
-    """ds002345 layout: Gentle alignments, BIDS sidecars, fsaverage-style GIfTI (or NIfTI) runs.
+    """ds002345 as released, small: see the source comments above for each file's evidence.
 
-    ``missing`` lists (subject, story) runs absent from the release (a logged skip).
+    Subjects: sub-001..003 heard milkyway ``original``, sub-004.. ``vodka``; sub-002 heard
+    pieman twice (run-1, run-2, both kept), sub-005 too (run-2 excluded by scan_exclude.json);
+    sub-003's milkyway is excluded; sub-004's milkyway audio started 6 s early (its events.tsv
+    says story at 15.0 s); sub-006 heard only pieman and tunnel. ``missing`` lists (subject,
+    story) scans absent from the release. The planted responses follow the word rate on the
+    scan's true timeline (events.tsv's story onset + the word's time in the story), two TRs
+    later, moved by ``lag_trs`` more (a wrong timeline, for the timing test).
+
+    Returns
+    -------
+    dict
+        ``weights`` (per column), ``scan_words`` ({(subject, scan): word onsets in the scan}).
     """
     import nibabel as nib
 
     rng = np.random.default_rng(seed)
     tr = 1.5
     root.mkdir(parents=True, exist_ok=True)
-    (root / "dataset_description.json").write_text(json.dumps({"Name": "Narratives"}))
-    runs = {}
+    (root / "dataset_description.json").write_text(
+        json.dumps({"Name": "Narratives", "BIDSVersion": "1.2.0"})
+    )
+    story_times = {}  # story -> (onsets, offsets) from the story's first word, seconds
     for story in NARRATIVES_STORIES:
         folder = root / "stimuli" / "gentle" / story
         folder.mkdir(parents=True)
-        words, on, off = story_words(rng, 90, start_s=4.0)
-        runs[story] = (on, off)
-        (folder / "align.json").write_text(json.dumps(gentle_json(words, on, off, rng)))
-        (root / f"task-{story}_bold.json").write_text(json.dumps({"RepetitionTime": tr}))
+        words, on, off = story_words(rng, 90, start_s=0.6)
+        story_times[story] = (on, off)
+        audio = NARRATIVES_AUDIO_STORY_START[NARRATIVES_TASKS[story]]
+        doc = gentle_json(words, on + audio, off + audio, rng)
+        (folder / "align.json").write_text(json.dumps(doc))
+        (folder / "transcript.txt").write_text(doc["transcript"])
+    for task in sorted(set(NARRATIVES_TASKS.values())):
+        # BIDS inheritance: one top-level sidecar per task (no per-subject sidecar here)
+        (root / f"task-{task}_bold.json").write_text(
+            json.dumps({"RepetitionTime": tr, "TaskName": task})
+        )
+    (root / "code").mkdir()
+    (root / "code" / "scan_exclude.json").write_text(
+        json.dumps(
+            {
+                "lucy": {},
+                "milkyway": {"sub-003": ["sub-003_task-milkyway"]},
+                "pieman": {"sub-005": ["sub-005_task-pieman_run-2"]},
+                "tunnel": {},
+            },
+            indent=2,
+        )
+    )
     deriv = root / "derivatives" / "afni-nosmooth"
     mask = np.ones(LPP_SHAPE, dtype=bool)
     if not surface:
         nib.save(nib.Nifti1Image(mask.astype(np.uint8), LPP_AFFINE), root / "group_mask.nii.gz")
     n_cols = 2 * n_vert if surface else int(mask.sum())
     weights = rng.uniform(0.5, 1.5, n_cols)
+    participants, scan_words = [], {}
     for s in range(1, n_subjects + 1):
         subject = f"sub-{s:03d}"
+        cond = "original" if s <= 3 else "vodka"
+        heard = ["pieman", "tunnel"] if s == 6 else ["pieman", "tunnel", "lucy", "milkyway"]
+        heard = [t for t in heard if (subject, t) not in missing]
+        participants.append(
+            [
+                subject,
+                "25",
+                "F",
+                ",".join(heard),
+                ",".join(cond if t == "milkyway" else "n/a" for t in heard),
+                ",".join("n/a" for _ in heard),
+            ]
+        )
         func = deriv / subject / "func"
         func.mkdir(parents=True)
-        for story in NARRATIVES_STORIES:
-            if (subject, story) in missing:
-                continue
-            y = planted_run(rng, *runs[story], 0, tr, weights, noise=0.6)
-            stem = f"{subject}_task-{story}"
-            if surface:
-                space = "space-fsaverage6"
-                for h, cols in (("L", y[:, :n_vert]), ("R", y[:, n_vert:])):
-                    img = nib.gifti.GiftiImage(
-                        darrays=[nib.gifti.GiftiDataArray(row.astype(np.float32)) for row in cols]
-                    )
-                    nib.save(img, func / f"{stem}_{space}_hemi-{h}_desc-clean.func.gii")
-            else:
-                vol = np.zeros((*LPP_SHAPE, y.shape[0]), dtype=np.float32)
-                vol[mask] = y.T
-                name = f"{stem}_space-MNI152NLin2009cAsym_res-native_desc-clean_bold.nii.gz"
-                nib.save(nib.Nifti1Image(vol, LPP_AFFINE), func / name)
-    return {"weights": weights}
+        raw = root / subject / "func"
+        raw.mkdir(parents=True)
+        for task in heard:
+            story = f"milkyway{cond}" if task == "milkyway" else task
+            on, off = story_times[story]
+            n_runs = 2 if task == "pieman" and subject in ("sub-002", "sub-005") else 1
+            for run in range(1, n_runs + 1):
+                scan = f"{subject}_task-{task}" + (f"_run-{run}" if n_runs > 1 else "")
+                events = [list(e) for e in NARRATIVES_EVENTS[task]]
+                story_onset = events[-1][0]  # where the story truly starts in this scan
+                if subject == "sub-004" and task == "milkyway":
+                    events[-1][0] = story_onset = 15.0  # audio started 6 s early
+                events[-1][1] = round(float(off[-1]) + 1.0, 1)
+                _write_tsv(
+                    raw / f"{scan}_events.tsv",
+                    ["onset", "duration", "trial_type", "stim_file"],
+                    [[*e, f"{task}{cond if task == 'milkyway' else ''}_audio.wav"] for e in events],
+                )
+                scan_on = np.clip(on + story_onset + lag_trs * tr, 0, None)
+                scan_off = np.clip(off + story_onset + lag_trs * tr, 0.1, None)
+                scan_words[(subject, scan)] = on + story_onset
+                n_trs = run_trs(off + NARRATIVES_EVENTS[task][-1][0], tr)
+                y = planted_run(rng, scan_on, scan_off, n_trs, tr, weights, noise=0.6)
+                if surface:
+                    for h, cols in (("L", y[:, :n_vert]), ("R", y[:, n_vert:])):
+                        img = nib.gifti.GiftiImage(
+                            darrays=[
+                                nib.gifti.GiftiDataArray(row.astype(np.float32)) for row in cols
+                            ]
+                        )
+                        nib.save(
+                            img, func / f"{scan}_space-fsaverage6_hemi-{h}_desc-clean.func.gii"
+                        )
+                else:
+                    vol = np.zeros((*LPP_SHAPE, y.shape[0]), dtype=np.float32)
+                    vol[mask] = y.T
+                    name = f"{scan}_space-MNI152NLin2009cAsym_res-native_desc-clean_bold.nii.gz"
+                    nib.save(nib.Nifti1Image(vol, LPP_AFFINE), func / name)
+    _write_tsv(
+        root / "participants.tsv",
+        ["participant_id", "age", "sex", "task", "condition", "comprehension"],
+        participants,
+    )
+    return {"weights": weights, "scan_words": scan_words}

@@ -20,7 +20,7 @@ from lmbrain.datasets import open_dataset  # noqa: E402
 from lmbrain.encoding import fit_encoding_model, outer_folds  # noqa: E402
 from lmbrain.errors import InputError  # noqa: E402
 from lmbrain.features import FeatureWriter  # noqa: E402
-from lmbrain.geometry import SurfaceGeometry, VolumeGeometry  # noqa: E402
+from lmbrain.geometry import VolumeGeometry  # noqa: E402
 from lmbrain.stimulus import (  # noqa: E402
     Words,
     read_gentle_alignment,
@@ -314,30 +314,7 @@ def test_lpp_run_shorter_than_annotation(tmp_path, drop, ok):
     assert str(path) in str(err.value)
 
 
-# -- Narratives -------------------------------------------------------------------------------
-def test_narratives_surface_and_missing_task(tmp_path, caplog):
-    fx.make_narratives(tmp_path)
-    ds = open_dataset(tmp_path, "narratives", {"surface": True, "space": "fsaverage6"})
-    assert ds.tr == 1.5 and ds.test_stories == ["wheretheressmoke"]
-    geo = ds.geometry("sub-001")
-    assert isinstance(geo, SurfaceGeometry) and geo.n_vertices == {"L": 30, "R": 30}
-    manifest = ds.validate(["sub-004"])
-    assert manifest["subjects"]["sub-004"]["missing_stories"] == ["lucy"]
-    assert "sub-004 has no lucy run" in caplog.text
-    assert ds.subject_stories("sub-004") == ["pieman", "tunnel", "wheretheressmoke"]
-    words, skipped = read_gentle_alignment(ds.stimulus_path("lucy"))
-    assert skipped == 3 and ds.words("lucy").words == words.words
-
-
-def test_narratives_volume_needs_mask_and_reads_sidecar_tr(tmp_path):
-    fx.make_narratives(tmp_path, surface=False)
-    ds = open_dataset(tmp_path, "narratives", {"mask": "group_mask.nii.gz"})
-    assert ds.responses("sub-002", "pieman").shape[1] == 60
-    with pytest.raises(InputError, match="mask"):
-        open_dataset(tmp_path, "narratives").validate(["sub-001"])
-    (tmp_path / "task-pieman_bold.json").write_text(json.dumps({"RepetitionTime": 2.0}))
-    with pytest.raises(InputError, match="different TRs"):
-        open_dataset(tmp_path, "narratives", {"mask": "group_mask.nii.gz"})
+# -- Narratives: tests/test_narratives_dataset.py --------------------------------------------
 
 
 # -- inter-subject ceiling ---------------------------------------------------------------------
@@ -459,18 +436,19 @@ def test_fractions_sharing_design_matrices_fit_as_alone(tmp_path, monkeypatch):
 
 def test_by_subject_trains_on_the_other_subjects(tmp_path):
     fx.make_narratives(tmp_path / "data")
-    ds = open_dataset(tmp_path / "data", "narratives", {"surface": True, "space": "fsaverage6"})
+    ds = open_dataset(tmp_path / "data", "narratives")
     folds = outer_folds(ds, "sub-002", 1.0, "by_subject", 0)
     ((train, test),) = folds
-    assert {s for s, _ in train} == {"sub-001", "sub-003", "sub-004", "sub-005"}
-    assert ("sub-004", "lucy") not in train and len(train) == 4 * 4 - 1
-    assert test == [("sub-002", s) for s in ds.stories]
+    assert {s for s, _ in train} == {"sub-001", "sub-003", "sub-004", "sub-005", "sub-006"}
+    # stories per subject (fixture): 4, 3 (milkyway excluded), 3 (no lucy), 4, 2
+    assert ("sub-004", "lucy") not in train and len(train) == 4 + 3 + 3 + 4 + 2
+    assert test == [("sub-002", s) for s in ds.subject_stories("sub-002")]
     half = outer_folds(ds, "sub-002", 0.5, "by_subject", 0)[0][0]
     assert {s for s, _ in half} < {s for s, _ in train}
     feats = write_rate_features(tmp_path / "f.h5", ds)
     cv = {**FITTING, "cv": "by_subject"}
     _, row = fit_encoding_model(ds, "sub-002", feats, 1, 1.0, temporal=TEMPORAL, fitting=cv)
-    assert row["cv"] == "by_subject" and row["mean_r"] > 0.3 and row["n_train_subjects"] == 4
+    assert row["cv"] == "by_subject" and row["mean_r"] > 0.3 and row["n_train_subjects"] == 5
 
 
 # -- configuration ------------------------------------------------------------------------------
@@ -503,17 +481,6 @@ def test_gifti_shape_from_header_matches_the_data(tmp_path):
         nib.save(img, tmp_path / name)
         assert _gifti_shape(tmp_path / name) == (7, 30)
         np.testing.assert_array_equal(_read_gifti(tmp_path / name), data)
-
-
-def test_narratives_left_and_right_disagree(tmp_path):
-    fx.make_narratives(tmp_path)
-    ds = open_dataset(tmp_path, "narratives", {"surface": True, "space": "fsaverage6"})
-    left, right = ds.run_files("sub-002", "tunnel")
-    img = nib.load(right)
-    nib.save(nib.gifti.GiftiImage(darrays=img.darrays[:-5]), right)
-    with pytest.raises(InputError, match="TRs but") as err:
-        ds.validate(["sub-002"])
-    assert str(right) in str(err.value)
 
 
 def test_lebel_speech_features_share_the_story_onset(tmp_path):

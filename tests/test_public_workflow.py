@@ -121,15 +121,16 @@ def test_lpp_average_subject_and_isc_ceiling(public_run):
 def test_narratives_missing_story_is_reported(public_run):
     root, out = public_run
     manifest = json.loads((root / "results/narratives/manifest/subjects/sub-004.json").read_text())
-    assert manifest["subjects"]["sub-004"]["missing_stories"] == ["lucy"]
+    assert manifest["subjects"]["sub-004"]["missing_stories"] == ["lucy", "milkywayoriginal"]
     assert {"subject": "sub-004", "story": "lucy", "reason": "no run in space-fsaverage6"} in (
         manifest["skipped"]
     )
+    assert manifest["timing_corrections"][0]["scan"] == "sub-004_task-milkyway"
     table = scores(root, "narratives").set_index("subject")
     assert table.loc["sub-004", "n_train_stories"] == 2
     assert table.loc["sub-001", "n_train_stories"] == 3
-    assert table.loc["sub-004", "train_stories"] == "pieman,tunnel"
-    assert (table["test_stories"] == "wheretheressmoke").all()
+    assert table.loc["sub-004", "train_stories"] == "milkywayvodka,pieman"
+    assert (table["test_stories"] == "tunnel").all()
     vox = np.load(root / "results/narratives/fits/sub-001/tiny-gpt2/layer-1_frac-1.npz")
     assert list(vox["hemisphere"]) == ["L"] * 30 + ["R"] * 30
 

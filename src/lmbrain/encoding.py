@@ -181,6 +181,23 @@ def outer_folds(
     raise ValueError(f"unknown fitting.cv {cv!r}; use one of {CV_SCHEMES}")
 
 
+def cv_shortfall(dataset, subject: str, cv: str, subjects=None) -> str | None:
+    """Why ``subject`` cannot be fitted under ``cv`` with the stories it has, or None.
+
+    The workflow asks this when it builds the DAG (rules/common.smk), so that a subject with
+    too few stories is skipped (or, when listed explicitly, stops the run) before any job
+    starts, instead of failing inside its fit jobs. The rules are those of
+    :func:`outer_folds`, checked on the full training set (fraction 1).
+    """
+    if not _own_stories(dataset, subject):
+        return f"{subject} has none of the stories {list(dataset.stories)}"
+    try:
+        outer_folds(dataset, subject, 1.0, cv, 0, subjects)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def fit_encoding_model(
     dataset,
     subject: str,
