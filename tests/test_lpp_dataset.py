@@ -102,7 +102,7 @@ def test_two_files_for_one_run(tmp_path):
     src = func / fx.lpp_bold_name("EN057", 15)
     (func / src.name.replace("MNIColin27", "MNI152NLin2009cAsym")).write_bytes(src.read_bytes())
     with pytest.raises(InputError, match="also run 15"):
-        open_dataset(tmp_path, "lpp").subjects
+        _ = open_dataset(tmp_path, "lpp").subjects
 
 
 def test_dotfiles_under_derivatives_are_ignored(tmp_path):
