@@ -89,6 +89,15 @@ def test_unidentifiable_run_names_the_file(tmp_path):
     assert str(path) in str(err.value)
 
 
+def test_run_one_tr_short_is_still_identified(tmp_path):
+    truth = fx.make_lpp(tmp_path, missing={(1, 2)})
+    path = tmp_path / "derivatives" / "sub-EN057" / "func" / fx.lpp_bold_name("EN057", 17)
+    img = nib.load(path)
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[..., :-1], img.affine), path)
+    ds = open_dataset(tmp_path, "lpp", given_mask(tmp_path, truth))
+    assert ds.run_path("sub-EN057", "run-3") == path
+
+
 def test_no_complete_subject(tmp_path):
     truth = fx.make_lpp(tmp_path, n_subjects=2, missing={(1, 2), (2, 3)})
     ds = open_dataset(tmp_path, "lpp", given_mask(tmp_path, truth))

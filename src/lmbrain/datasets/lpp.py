@@ -21,9 +21,10 @@ Sources (cited by file and line; the publishers' analysis code is Bonnasse-Gahot
   their ``run-`` entity (so ``run-9`` comes before ``run-10``, which a text sort gets wrong).
   A subject with all nine runs gets section k for its k-th run. A subject with fewer runs
   has each run identified by its TR count: each section has its own length (EN scans per
-  section 282, 298, 340, 303, 265, 343, 325, 292, 368 in the Pallier lab's scripts), so a
-  run is the section whose TR count it shares with the complete subjects (the most common
-  count of that section among them). A run that matches no section, or a subject whose runs
+  section 282, 298, 340, 303, 265, 343, 325, 292, 368 in public NeuroSpin LPP analysis
+  scripts, ``scans = [...]``; their repository could not be identified), so a
+  run is the section whose TR count it shares, to within one TR, with the complete subjects
+  (the most common count of that section among them). A run that matches no section, or a subject whose runs
   cannot be placed in order, stops with an :class:`~lmbrain.errors.InputError` naming the
   file; a section without its run is skipped and listed in the manifest's ``skipped``. Runs
   are never matched by position alone.
@@ -86,6 +87,9 @@ from lmbrain.stimulus import Words, read_run_annotation
 log = logging.getLogger(__name__)
 
 _RUN = re.compile(r"_run-0*(\d+)")
+#: TRs by which a run may differ from its section's usual length and still be identified by it
+#: (the EN section lengths differ by 3 TRs or more).
+RUN_TOLERANCE = 1
 #: BGP compute_mask.py L30: compute_multi_epi_mask(..., threshold=0.5).
 MASK_THRESHOLD = 0.5
 _SUBJECT = re.compile(r"^(sub-[A-Za-z0-9]+)_")
@@ -237,7 +241,7 @@ class LppDataset:
         last = None
         for _, path in runs:
             n = self._n_trs(path)
-            match = [s for s, length in lengths.items() if length == n]
+            match = [s for s, length in lengths.items() if abs(length - n) <= RUN_TOLERANCE]
             later = [s for s in match if last is None or s > last]
             if len(later) != 1:
                 raise InputError(
