@@ -214,15 +214,67 @@ def make_lebel(root: Path, seed: int = 0, n_vox: int = 40, noise: float = 0.4) -
 
 
 # -- Le Petit Prince (ds003643) --------------------------------------------------------------
+#: A small grid, 3 mm voxels, centred on x = 0 (no voxel at x = 0, so every voxel has a side);
+#: the brain is large enough (radii 5-7 voxels) to survive the EPI mask's morphological opening.
+LPP_GRID_SHAPE = (16, 14, 12)
+LPP_GRID_AFFINE = np.array([[3.0, 0, 0, -22.5], [0, 3, 0, -19.5], [0, 0, 3, -16.5], [0, 0, 0, 1]])
+#: The small grid other fixtures and tests use for volumes.
 LPP_SHAPE = (5, 4, 3)
 LPP_AFFINE = np.array([[3.0, 0, 0, -7.5], [0, 3, 0, -6], [0, 0, 3, 0], [0, 0, 0, 1]])
+#: English subject ids of the release (BGP README L165: EN057 EN058 EN059 EN061 EN062; the
+#: Pallier lab's LPP scripts list 57, 58, 59, 61, 62, 63, 64, 65, ...).
+LPP_SUBJECTS = ["EN057", "EN058", "EN059", "EN061", "EN062", "EN063", "EN064", "EN065"]
+#: Baseline EPI intensity inside the brain (outside: |noise| around 0), so that an EPI mask
+#: (nilearn compute_epi_mask, the publishers' method) finds the brain.
+LPP_BASELINE = 100.0
 
 
-def make_lpp(root: Path, seed: int = 1, n_subjects: int = 4, n_runs: int = 4):
-    """ds003643 layout: annotation CSV, a mask, one 4-D NIfTI per subject and run.
+def lpp_brain() -> np.ndarray:
+    """The fixture's brain: an ellipsoid, mirror-symmetric across x = 0."""
+    ijk = np.indices(LPP_GRID_SHAPE).reshape(3, -1).T
+    xyz = np.c_[ijk, np.ones(len(ijk))] @ LPP_GRID_AFFINE.T
+    r = (xyz[:, 0] / 21.5) ** 2 + (xyz[:, 1] / 18.5) ** 2 + (xyz[:, 2] / 15.5) ** 2
+    return (r <= 1.0).reshape(LPP_GRID_SHAPE)
 
-    Subjects share the planted signal (same weights) with their own noise, so the
-    inter-subject ceiling is meaningful. Runs are numbered from 15 (mapped by order).
+
+def lpp_bold_name(subject: str, run: int) -> str:
+    """The release's file name (e.g. ``sub-EN057_task-lppEN_run-15_space-MNIColin27_desc-
+    preproc_bold.nii.gz``, seen in public code that reads ds003643 derivatives)."""
+    return f"sub-{subject}_task-lppEN_run-{run}_space-MNIColin27_desc-preproc_bold.nii.gz"
+
+
+def write_lpp_mask(path: Path, mask: np.ndarray) -> Path:
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(mask.astype(np.uint8), LPP_GRID_AFFINE), path)
+    return path
+
+
+def make_lpp(
+    root: Path,
+    seed: int = 1,
+    n_subjects: int = 4,
+    n_runs: int = 4,
+    missing=(),
+    signal=None,
+):
+    """ds003643 layout: the English annotation CSV and one 4-D NIfTI per subject and run.
+
+    - ``annotation/EN/lppEN_word_information.csv`` with the columns the publishers' code reads
+      (``word``, ``onset``, ``offset``, ``section``; BGP extract_llm_activations.py L104 and
+      L199-202) and one more (the release has more columns than these), onsets in seconds
+      from the start of the section's run;
+    - ``derivatives/sub-EN0xx/func/<lpp_bold_name>``; run numbers are acquisition numbers:
+      from 15 (as EN057's ``run-15``) for even-indexed subjects, from 8 for the others (so a
+      text sort, which puts run-10 before run-8, would misplace them);
+    - no mask (none ships with the release); sections of different lengths, as the real
+      ones (EN: 282, 298, 340, 303, 265, 343, 325, 292, 368 scans).
+
+    ``missing`` lists (subject index from 1, section) runs absent from the release.
+    ``signal``, if given, maps (section, onsets, offsets, n_trs) to the (n_trs,) planted
+    time course instead of :func:`planted_run`'s delayed word rate. Subjects share the
+    planted signal (same weights) with their own noise. Brain voxels hold ``LPP_BASELINE``
+    plus the response; the truth returned has the brain mask and the weights of its voxels.
     """
     import nibabel as nib
 
@@ -232,27 +284,42 @@ def make_lpp(root: Path, seed: int = 1, n_subjects: int = 4, n_runs: int = 4):
     ann.mkdir(parents=True)
     rows, runs = ["word,onset,offset,section,lemma"], {}
     for section in range(1, n_runs + 1):
-        words, on, off = story_words(rng, 90, start_s=3.0)
+        words, on, off = story_words(rng, 80 + 12 * section, start_s=3.0)
         runs[section] = (on, off)
         for w, a, b in zip(words, on, off, strict=True):
             rows.append(f"{w},{a},{b},{section},{w.lower()}")
     (ann / "lppEN_word_information.csv").write_text("\n".join(rows) + "\n")
-    mask = np.ones(LPP_SHAPE, dtype=bool)
-    mask[0, 0, 0] = mask[-1, -1, -1] = False
+    lengths = {s: run_trs(off, tr) for s, (_, off) in runs.items()}
+    assert len(set(lengths.values())) == len(lengths), "sections must differ in length"
+    brain = lpp_brain()
+    weights = rng.uniform(0.5, 1.5, int(brain.sum()))
     deriv = root / "derivatives"
-    deriv.mkdir()
-    nib.save(nib.Nifti1Image(mask.astype(np.uint8), LPP_AFFINE), deriv / "brain_mask.nii.gz")
-    weights = rng.uniform(0.5, 1.5, int(mask.sum()))
-    for s in range(1, n_subjects + 1):
-        func = deriv / f"sub-EN{s:03d}" / "func"
+    for k in range(1, n_subjects + 1):
+        subject = LPP_SUBJECTS[k - 1]
+        func = deriv / f"sub-{subject}" / "func"
         func.mkdir(parents=True)
+        first = 15 if k % 2 else 8
         for section in range(1, n_runs + 1):
-            y = planted_run(rng, *runs[section], 0, tr, weights, noise=0.8)
-            vol = np.zeros((*LPP_SHAPE, y.shape[0]), dtype=np.float32)
-            vol[mask] = y.T
-            name = f"sub-EN{s:03d}_task-lppEN_run-{14 + section}_space-MNI_desc-preproc_bold.nii.gz"
-            nib.save(nib.Nifti1Image(vol, LPP_AFFINE), func / name)
-    return {"mask": mask, "weights": weights}
+            if (k, section) in missing:
+                continue
+            on, off = runs[section]
+            if signal is None:
+                y = planted_run(rng, on, off, lengths[section], tr, weights, noise=0.8)
+            else:
+                s = signal(section, on, off, lengths[section])
+                y = s[:, None] * weights[None, :]
+                y = y + 0.8 * rng.standard_normal(y.shape)
+            vol = np.abs(rng.normal(0, 2.0, (*LPP_GRID_SHAPE, lengths[section]))).astype(np.float32)
+            vol[brain] = LPP_BASELINE + y.T
+            name = lpp_bold_name(subject, first + section - 1)
+            nib.save(nib.Nifti1Image(vol, LPP_GRID_AFFINE), func / name)
+    return {
+        "mask": brain,
+        "weights": weights,
+        "subjects": [f"sub-{s}" for s in LPP_SUBJECTS[:n_subjects]],
+        "lengths": lengths,
+        "runs": runs,
+    }
 
 
 # -- Narratives (ds002345) -------------------------------------------------------------------

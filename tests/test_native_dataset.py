@@ -117,3 +117,116 @@ def test_bad_word_tables(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(InputError, match=message):
         read_word_table(path)
+
+
+# -- hardening (issue 12, point 5) -----------------------------------------------------------
+def test_inf_response_names_file_and_voxel(tmp_path):
+    root = make_native(tmp_path / "ds")
+    path = root / "responses" / "s1" / "b.npy"
+    arr = np.load(path)
+    arr[3, 4] = np.inf
+    np.save(path, arr)
+    ds = open_dataset(root)
+    for call in (lambda: ds.validate(["s1"]), lambda: ds.responses("s1", "b")):
+        with pytest.raises(InputError, match="infinite") as info:
+            call()
+        assert str(path) in str(info.value) and "voxel=4" in str(info.value)
+
+
+def test_inf_in_repeats_names_file(tmp_path):
+    root = make_native(tmp_path / "ds")
+    path = root / "responses" / "s1" / "t_repeats.npy"
+    arr = np.load(path)
+    arr[1, 2, 5] = -np.inf
+    np.save(path, arr)
+    with pytest.raises(InputError, match="infinite") as info:
+        open_dataset(root).test_target("s1", "t")
+    assert str(path) in str(info.value) and "voxel=5" in str(info.value)
+
+
+def test_repeats_tr_count_differs_from_own_responses(tmp_path):
+    root = make_native(tmp_path / "ds")
+    reps = np.load(root / "responses" / "s1" / "t_repeats.npy")
+    own = root / "responses" / "s1" / "t.npy"
+    np.save(own, reps[0, :-1])
+    with pytest.raises(InputError, match="repeats have") as info:
+        open_dataset(root).validate(["s1"])
+    msg = str(info.value)
+    assert str(own) in msg and "t_repeats.npy" in msg
+    np.save(own, reps[0])
+    open_dataset(root).validate(["s1"])
+
+
+@pytest.mark.parametrize(
+    ("trim", "expect"),
+    [(4, (4, 4)), ({"start": 2}, (2, 0)), (None, (0, 0)), ({"start": 1, "end": 3}, (1, 3))],
+)
+def test_trim_number_or_mapping(tmp_path, trim, expect):
+    root = make_native(tmp_path / "ds")
+    meta = yaml.safe_load((root / "dataset.yaml").read_text())
+    meta["trim"] = trim
+    (root / "dataset.yaml").write_text(yaml.safe_dump(meta))
+    ds = open_dataset(root)
+    assert (ds.trim_start, ds.trim_end) == expect
+
+
+@pytest.mark.parametrize("trim", [-1, [1, 2], {"begin": 2}, "4", 2.5, True])
+def test_bad_trim_names_key(tmp_path, trim):
+    from lmbrain.errors import ConfigError
+
+    root = make_native(tmp_path / "ds")
+    meta = yaml.safe_load((root / "dataset.yaml").read_text())
+    meta["trim"] = trim
+    (root / "dataset.yaml").write_text(yaml.safe_dump(meta))
+    with pytest.raises(ConfigError, match="trim") as info:
+        open_dataset(root)
+    assert "dataset.yaml" in str(info.value)
+
+
+@pytest.mark.parametrize("fmt", ["lebel", "lpp", "narratives"])
+@pytest.mark.parametrize(("trim", "expect"), [(4, (4, 4)), ({"end": 3}, None)])
+def test_adapter_trim_number(tmp_path, fmt, trim, expect):
+    """Every adapter reads ``trim`` through lmbrain.datasets.base.adapter_settings."""
+    from lmbrain.datasets.base import adapter_settings
+
+    cls = {"lebel": "LebelDataset", "lpp": "LppDataset", "narratives": "NarrativesDataset"}[fmt]
+    import lmbrain.datasets as lds
+
+    defaults = getattr(lds, cls).OPTIONS
+    _, start, end = adapter_settings(defaults, {"trim": trim})
+    if expect is None:
+        expect = (int(defaults["trim"].get("start", 0)), 3)
+    assert (start, end) == expect
+
+
+def test_adapter_bad_trim_is_config_error():
+    from lmbrain.datasets.base import adapter_settings
+    from lmbrain.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="'trim'"):
+        adapter_settings({"trim": {"start": 0, "end": 0}}, {"trim": "four"})
+
+
+def test_dotfiles_are_ignored(tmp_path):
+    root = make_native(tmp_path / "ds")
+    (root / "stimuli" / "._a.tsv").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (root / "stimuli" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (root / "responses" / ".DS_Store").write_bytes(b"\x00")
+    (root / "responses" / ".hidden").mkdir()
+    meta = yaml.safe_load((root / "dataset.yaml").read_text())
+    del meta["subjects"]
+    (root / "dataset.yaml").write_text(yaml.safe_dump(meta))
+    ds = open_dataset(root)
+    assert ds.stories == ["a", "b", "c", "t"]
+    assert ds.subjects == ["s1"]
+    ds.validate(["s1"])
+
+
+def test_visible_glob_skips_hidden_parts(tmp_path):
+    from lmbrain.datasets.base import visible_glob
+
+    (tmp_path / "d" / ".cache").mkdir(parents=True)
+    for name in ["d/x.tsv", "d/._x.tsv", "d/.cache/y.tsv", ".top.tsv"]:
+        (tmp_path / name).write_text("")
+    assert visible_glob(tmp_path, "*.tsv", recursive=True) == [tmp_path / "d" / "x.tsv"]
+    assert visible_glob(tmp_path / "missing", "*") == []

@@ -276,25 +276,27 @@ def test_lebel_repeats_give_a_ceiling(tmp_path):
 # -- Le Petit Prince --------------------------------------------------------------------------
 def test_lpp_runs_mask_and_average(tmp_path):
     truth = fx.make_lpp(tmp_path)
-    ds = open_dataset(tmp_path, "lpp", {"average_subject": True})
+    mask = fx.write_lpp_mask(tmp_path / "given_mask.nii.gz", truth["mask"])
+    ds = open_dataset(tmp_path, "lpp", {"average_subject": True, "mask": str(mask)})
     assert ds.subjects[-1] == "average" and ds.stories == ["run-1", "run-2", "run-3", "run-4"]
-    path = ds.run_path("sub-EN002", "run-2")
-    assert "run-16" in path.name  # runs numbered from 15, matched by order
+    path = ds.run_path("sub-EN057", "run-2")
+    assert "run-16" in path.name  # EN057's runs are numbered from 15
     vol = np.asarray(nib.load(path).dataobj)
-    np.testing.assert_array_equal(ds.responses("sub-EN002", "run-2"), vol[truth["mask"]].T)
+    np.testing.assert_array_equal(ds.responses("sub-EN057", "run-2"), vol[truth["mask"]].T)
     group = ds.group_responses("run-2")
     np.testing.assert_allclose(ds.responses("average", "run-2"), group.mean(0), rtol=1e-6)
     x = ds.geometry("average").world_coordinates()[:, 0]
-    np.testing.assert_array_equal(ds.voxels("sub-EN001")["hemisphere"] == "L", x < 0)
+    np.testing.assert_array_equal(ds.voxels("sub-EN057")["hemisphere"] == "L", x < 0)
 
 
 def test_lpp_image_shape_does_not_match_mask(tmp_path):
-    fx.make_lpp(tmp_path)
-    ds = open_dataset(tmp_path, "lpp")
-    path = ds.run_path("sub-EN003", "run-3")
-    nib.save(nib.Nifti1Image(np.zeros((4, 4, 3, 50), np.float32), fx.LPP_AFFINE), path)
+    truth = fx.make_lpp(tmp_path)
+    opts = {"mask": str(fx.write_lpp_mask(tmp_path / "given_mask.nii.gz", truth["mask"]))}
+    ds = open_dataset(tmp_path, "lpp", opts)
+    path = ds.run_path("sub-EN059", "run-3")
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 3, 50), np.float32), fx.LPP_GRID_AFFINE), path)
     with pytest.raises(InputError, match="does not match the mask") as err:
-        open_dataset(tmp_path, "lpp").validate(["sub-EN003"])
+        open_dataset(tmp_path, "lpp", opts).validate(["sub-EN059"])
     assert str(path) in str(err.value)
 
 
@@ -302,15 +304,15 @@ def test_lpp_image_shape_does_not_match_mask(tmp_path):
 def test_lpp_run_shorter_than_annotation(tmp_path, drop, ok):
     fx.make_lpp(tmp_path)
     ds = open_dataset(tmp_path, "lpp")
-    path = ds.run_path("sub-EN001", "run-1")
+    path = ds.run_path("sub-EN057", "run-1")
     img = nib.load(path)
     n_keep = int(np.ceil(ds.words("run-1").end / 2.0)) - drop
     nib.save(nib.Nifti1Image(np.asarray(img.dataobj)[..., :n_keep], img.affine), path)
     if ok:
-        open_dataset(tmp_path, "lpp").validate(["sub-EN001"])
+        open_dataset(tmp_path, "lpp").validate(["sub-EN057"])
         return
     with pytest.raises(InputError, match="more than one TR") as err:
-        open_dataset(tmp_path, "lpp").validate(["sub-EN001"])
+        open_dataset(tmp_path, "lpp").validate(["sub-EN057"])
     assert str(path) in str(err.value)
 
 
@@ -344,9 +346,10 @@ def test_isc_ceiling_recovers_planted_shared_signal():
 def test_isc_ceiling_of_a_dataset_matches_the_planted_truth(tmp_path):
     # fixture: subject response = w * s + N(0, 0.8^2) with s standardised over the run
     truth = fx.make_lpp(tmp_path, n_subjects=8)
-    ds = open_dataset(tmp_path, "lpp", {"average_subject": True})
+    mask = fx.write_lpp_mask(tmp_path / "given_mask.nii.gz", truth["mask"])
+    ds = open_dataset(tmp_path, "lpp", {"average_subject": True, "mask": str(mask)})
     w = truth["weights"]
-    for subject, m in [("sub-EN001", 1), ("average", 8)]:
+    for subject, m in [("sub-EN057", 1), ("average", 8)]:
         cc, source = subject_ceiling(ds, subject, ds.stories, n_splits=10)
         expected = np.sqrt(w**2 / (w**2 + 0.64 / m))
         assert source == "isc"
@@ -357,10 +360,10 @@ def test_isc_ceiling_of_a_dataset_matches_the_planted_truth(tmp_path):
 def test_isc_ceiling_of_a_dataset(tmp_path):
     fx.make_lpp(tmp_path)
     ds = open_dataset(tmp_path, "lpp", {"average_subject": True})
-    single, source = subject_ceiling(ds, "sub-EN001", ["run-4"], n_splits=5)
+    single, source = subject_ceiling(ds, "sub-EN057", ["run-4"], n_splits=5)
     group, _ = subject_ceiling(ds, "average", ["run-4"], n_splits=5)
     assert source == "isc" and np.all(group > single)
-    none, source = subject_ceiling(ds, "sub-EN001", ["run-4"], method="repeats")
+    none, source = subject_ceiling(ds, "sub-EN057", ["run-4"], method="repeats")
     assert source == "none" and np.isnan(none).all()
 
 
@@ -392,7 +395,7 @@ def test_leave_one_run_out_is_the_mean_of_single_folds(tmp_path):
     ds = open_dataset(tmp_path / "data", "lpp")
     feats = write_rate_features(tmp_path / "f.h5", ds)
     cv = {**FITTING, "cv": "leave_one_run_out"}
-    vox, row = fit_encoding_model(ds, "sub-EN002", feats, 1, 1.0, temporal=TEMPORAL, fitting=cv)
+    vox, row = fit_encoding_model(ds, "sub-EN058", feats, 1, 1.0, temporal=TEMPORAL, fitting=cv)
     assert row["n_outer_folds"] == 4 and row["mean_r"] > 0.3
     assert row["train_stories"] == row["test_stories"] == ",".join(ds.stories)
     per_fold = []
@@ -400,7 +403,7 @@ def test_leave_one_run_out_is_the_mean_of_single_folds(tmp_path):
         rest = [s for s in ds.stories if s != held]
         view = HeldOut(ds, held, rest)
         v, _ = fit_encoding_model(
-            view, "sub-EN002", feats, 1, 1.0, temporal=TEMPORAL, fitting=FITTING
+            view, "sub-EN058", feats, 1, 1.0, temporal=TEMPORAL, fitting=FITTING
         )
         per_fold.append(v["r"])
     np.testing.assert_allclose(vox["r"], np.mean(per_fold, axis=0), rtol=1e-5, atol=1e-6)
@@ -421,10 +424,10 @@ def test_fractions_sharing_design_matrices_fit_as_alone(tmp_path, monkeypatch):
     designs = {}
     for fraction in (0.5, 1.0):
         shared, row = fit_encoding_model(
-            ds, "sub-EN002", feats, 1, fraction, temporal=TEMPORAL, fitting=cv, designs=designs
+            ds, "sub-EN058", feats, 1, fraction, temporal=TEMPORAL, fitting=cv, designs=designs
         )
         alone, alone_row = fit_encoding_model(
-            ds, "sub-EN002", feats, 1, fraction, temporal=TEMPORAL, fitting=cv
+            ds, "sub-EN058", feats, 1, fraction, temporal=TEMPORAL, fitting=cv
         )
         for key in ["r", "alpha", "cv_score"]:
             np.testing.assert_array_equal(shared[key], alone[key])

@@ -43,7 +43,7 @@ def public_run(tmp_path_factory):
                 "format": "lpp",
                 "path": str(root / "ds003643"),
                 "average_subject": True,
-                "subjects": ["sub-EN001", "average"],
+                "subjects": ["sub-EN057", "average"],
                 "ceiling": {"n_splits": 5},
             },
             "narratives": {
@@ -107,12 +107,12 @@ def test_lebel_hemispheres_from_the_pycortex_mask(public_run):
 def test_lpp_average_subject_and_isc_ceiling(public_run):
     root, _ = public_run
     table = scores(root, "lpp").set_index("subject")
-    assert table.loc["average", "mean_r"] > table.loc["sub-EN001", "mean_r"]
+    assert table.loc["average", "mean_r"] > table.loc["sub-EN057", "mean_r"]
     assert table["mean_r_left"].notna().all() and table["mean_r_right"].notna().all()
-    for subject in ["sub-EN001", "average"]:
+    for subject in ["sub-EN057", "average"]:
         cc = np.load(root / "results" / "lpp" / "ceilings" / f"{subject}.npz")["cc_max"]
         assert np.isfinite(cc).mean() > 0.9
-    single = np.load(root / "results/lpp/ceilings/sub-EN001.npz")["cc_max"]
+    single = np.load(root / "results/lpp/ceilings/sub-EN057.npz")["cc_max"]
     group = np.load(root / "results/lpp/ceilings/average.npz")["cc_max"]
     assert np.nanmean(group) > np.nanmean(single)
     assert table["n_voxels_ceiling"].min() > 40

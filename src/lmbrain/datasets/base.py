@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lmbrain.errors import InputError
+from lmbrain.errors import ConfigError, InputError
 from lmbrain.stimulus import Words
 
 log = logging.getLogger(__name__)
@@ -191,9 +191,73 @@ def hemisphere_counts(hemi: np.ndarray) -> dict:
     }
 
 
+def trim_setting(value, where: str = "trim", source: Path | None = None) -> tuple[int, int]:
+    """TRs dropped at the start and end of every run, from a config ``trim`` value.
+
+    ``trim: 4`` drops 4 TRs at both ends; ``trim: {start: 4, end: 2}`` each end on its own
+    (a missing key is 0); None or ``{}`` drops nothing.
+
+    Raises
+    ------
+    ConfigError
+        Naming ``where`` (and ``source``, the file it came from) for anything else: a
+        negative count, an unknown key, a list ...
+    """
+    if value is None:
+        return 0, 0
+    if isinstance(value, bool):
+        raise ConfigError(
+            where, f"must be a whole number of TRs or {{start, end}}, got {value!r}", source
+        )
+    if isinstance(value, int):
+        counts = {"start": value, "end": value}
+    elif isinstance(value, dict):
+        unknown = sorted(set(value) - {"start", "end"})
+        if unknown:
+            raise ConfigError(where, f"unknown keys {unknown}; use start and end", source)
+        counts = {"start": value.get("start", 0) or 0, "end": value.get("end", 0) or 0}
+    else:
+        raise ConfigError(
+            where,
+            f"must be a whole number of TRs or {{start: n, end: m}}, got {value!r}",
+            source,
+        )
+    for key, n in counts.items():
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ConfigError(
+                f"{where}.{key}", f"must be a whole number of TRs >= 0, got {n!r}", source
+            )
+    return int(counts["start"]), int(counts["end"])
+
+
 def adapter_settings(defaults: dict, options: dict) -> tuple[dict, int, int]:
     """An adapter's options over its ``OPTIONS`` defaults (None keeps the default), and
-    the TRs trimmed at the start and end of every run (``trim``, merged key by key)."""
+    the TRs trimmed at the start and end of every run (:func:`trim_setting`; a ``trim``
+    mapping is merged key by key over the default, a number replaces it)."""
     opts = {**defaults, **{k: v for k, v in options.items() if v is not None}}
-    trim = {**defaults["trim"], **(opts["trim"] or {})}
-    return opts, int(trim["start"]), int(trim["end"])
+    given = opts["trim"]
+    if isinstance(given, dict) and isinstance(defaults["trim"], dict):
+        given = {**defaults["trim"], **given}
+    start, end = trim_setting(given)
+    return opts, start, end
+
+
+def visible(path: Path, below: Path) -> bool:
+    """False for a path with a hidden part (``.DS_Store``, ``._story.tsv``, ``.git/``) below
+    ``below``: macOS and archive tools leave such files in copied dataset folders."""
+    try:
+        parts = path.relative_to(below).parts
+    except ValueError:
+        parts = path.parts
+    return not any(part.startswith(".") for part in parts)
+
+
+def visible_glob(folder: Path, pattern: str, recursive: bool = False) -> list[Path]:
+    """``folder.glob(pattern)`` (``rglob`` when ``recursive``), sorted, without hidden files
+    or anything inside hidden folders (:func:`visible`). Every adapter lists files
+    through this."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = folder.rglob(pattern) if recursive else folder.glob(pattern)
+    return sorted(p for p in found if visible(p, folder))

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from lmbrain.datasets.base import trim_setting, visible_glob
 from lmbrain.errors import InputError
 from lmbrain.geometry import SurfaceGeometry, VolumeGeometry
 from lmbrain.stimulus import Words, read_word_table
@@ -63,16 +64,14 @@ class NativeDataset:
             raise InputError(meta_path, "needs `tr` (repetition time in seconds)") from None
         if self.tr <= 0:
             raise InputError(meta_path, "`tr` must be positive")
-        trim = meta.get("trim", {}) or {}
-        self.trim_start = int(trim.get("start", 0))
-        self.trim_end = int(trim.get("end", 0))
+        self.trim_start, self.trim_end = trim_setting(meta.get("trim"), "trim", meta_path)
         self.name = str(meta.get("name", self.root.name))
         self.n_repeats = meta.get("n_repeats")
         self.max_trailing_s = float(meta.get("max_trailing_s", DEFAULT_MAX_TRAILING_S))
         stim_dir = self.root / "stimuli"
         if not stim_dir.is_dir():
             raise InputError(stim_dir, "stimuli folder not found")
-        self.stories = sorted(p.stem for p in stim_dir.glob("*.tsv"))
+        self.stories = [p.stem for p in visible_glob(stim_dir, "*.tsv")]
         if not self.stories:
             raise InputError(stim_dir, "no <story>.tsv files")
         tests = meta.get("test_stories")
@@ -93,7 +92,7 @@ class NativeDataset:
         if listed:
             return [str(s) for s in listed]
         resp = self.root / "responses"
-        return sorted(p.name for p in resp.iterdir() if p.is_dir()) if resp.is_dir() else []
+        return [p.name for p in visible_glob(resp, "*") if p.is_dir()]
 
     # -- reading ---------------------------------------------------------------------------
     def stimulus_path(self, story: str) -> Path:
@@ -132,16 +131,40 @@ class NativeDataset:
             raise InputError(path, f"expected floating-point responses, found {arr.dtype}")
         return arr
 
+    @staticmethod
+    def _check_finite(path: Path, arr: np.ndarray) -> None:
+        """Stop at an infinite response: Inf is no missing value (NaN is), it is a broken
+        file, and one would turn every score of its voxel into NaN silently."""
+        inf = np.isinf(arr)
+        if inf.any():
+            where = np.argwhere(inf)
+            n_vox = np.unique(where[:, -1]).size
+            first = where[0]
+            at = ", ".join(
+                f"{n}={i}"
+                for n, i in zip(("repeat", "tr", "voxel")[-arr.ndim :], first, strict=True)
+            )
+            raise InputError(
+                path,
+                f"holds {int(inf.sum())} infinite value(s) in {n_vox} voxel(s), first at "
+                f"{at} (column {int(first[-1])}); mark missing data as NaN, not Inf",
+            )
+
     def responses(self, subject: str, story: str) -> np.ndarray:
         """(n_trs, n_voxels) float32 responses of ``subject`` to ``story`` (whole run)."""
-        return np.asarray(self._load(self.response_path(subject, story), 2), dtype=np.float32)
+        path = self.response_path(subject, story)
+        arr = np.asarray(self._load(path, 2), dtype=np.float32)
+        self._check_finite(path, arr)
+        return arr
 
     def repeats(self, subject: str, story: str) -> np.ndarray | None:
         """(n_repeats, n_trs, n_voxels) repeats of a test story, or None if absent."""
         path = self.repeats_path(subject, story)
         if not path.is_file():
             return None
-        return np.asarray(self._load(path, 3), dtype=np.float32)
+        arr = np.asarray(self._load(path, 3), dtype=np.float32)
+        self._check_finite(path, arr)
+        return arr
 
     def test_target(self, subject: str, story: str) -> np.ndarray:
         """The response a model is scored against: the mean over repeats when present."""
@@ -291,6 +314,15 @@ class NativeDataset:
                     n_trs, n_v, path = arr.shape[1], arr.shape[2], rep_path
                     if arr.shape[0] < 2:
                         raise InputError(rep_path, "needs at least 2 repeats for a noise ceiling")
+                    own = self.response_path(subject, story)
+                    if own.is_file():
+                        n_own = self._load(own, 2).shape[0]
+                        if n_own != n_trs:
+                            raise InputError(
+                                rep_path,
+                                f"repeats have {n_trs} TRs but {own} (the story's own "
+                                f"responses) has {n_own}: both must cover the same run",
+                            )
                 else:
                     path = self.response_path(subject, story)
                     arr = self._load(path, 2)
@@ -300,6 +332,7 @@ class NativeDataset:
                         path,
                         f"has {n_v} voxels but {self.voxels_path(subject)} lists {n_vox}",
                     )
+                self._check_finite(path, np.asarray(arr))
                 self._check_duration(path, n_trs, words[story])
                 known = stories.setdefault(story, {"n_trs": n_trs})
                 if known["n_trs"] != n_trs:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lmbrain.datasets.base import visible_glob
 from lmbrain.errors import InputError
 
 KIND = "trials"
@@ -117,7 +118,7 @@ class NSDDataset:
         """``(session number, file)`` of the subject's beta files on disk, by session."""
         found = {}
         folder = self.betas_dir(subject)
-        for path in sorted(folder.glob("betas_session*")) if folder.is_dir() else []:
+        for path in visible_glob(folder, "betas_session*"):
             match = _SESSION.search(path.name)
             if match:
                 found.setdefault(int(match.group(1)), path)  # .nii.gz before .hdf5
@@ -127,7 +128,7 @@ class NSDDataset:
     def subjects(self) -> list[str]:
         """``subjXX`` folders that hold at least one session of betas."""
         base = self.root / "nsddata_betas" / "ppdata"
-        names = sorted(p.name for p in base.glob("subj[0-9][0-9]")) if base.is_dir() else []
+        names = [p.name for p in visible_glob(base, "subj[0-9][0-9]")]
         return [s for s in names if self.session_files(s)]
 
     def _subject_index(self, subject: str) -> int:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from lmbrain.datasets.base import visible_glob
 from lmbrain.errors import InputError
 
 KIND = "trials"
@@ -141,7 +142,7 @@ class TrialDataset:
         if listed:
             return [str(s) for s in listed]
         folder = self.root / "trials"
-        return sorted(p.stem for p in folder.glob("*.tsv")) if folder.is_dir() else []
+        return [p.stem for p in visible_glob(folder, "*.tsv")]
 
     def trials_path(self, subject: str) -> Path:
         return self.root / "trials" / f"{subject}.tsv"
