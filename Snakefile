@@ -34,6 +34,7 @@ include: "rules/banded.smk"
 include: "rules/maps.smk"
 include: "rules/trials.smk"
 include: "rules/extras.smk"
+include: "rules/alignment.smk"
 
 
 rule all:
