@@ -6,7 +6,7 @@ dataset when the best lag is not 0 (README, "Check the alignment"). On by defaul
 datasets read from disk (`alignment.enabled: auto`).
 """
 
-from lmbrain.alignment import canonical_settings, runs_on
+from lmbrain.alignment import canonical_settings, design_settings, runs_on
 from lmbrain.resources import alignment_job_mem_mb
 
 try:
@@ -25,9 +25,8 @@ for _name in ALIGNED:
 ALIGNMENT_WIDTH = (
     ALIGNMENT["width"] if "random_embedding" in ALIGNMENT["features"] else 1
 )
-ALIGNMENT_TEMPORAL = (
-    CFG["temporal"] if ALIGNMENT["method"] == "temporal" else {"method": "hrf"}
-)
+# the temporal settings of its designs (the HRF's ignore the `temporal` section)
+ALIGNMENT_TEMPORAL = design_settings(CFG["temporal"], ALIGNMENT["method"])
 
 
 rule alignment_curve:
@@ -59,7 +58,7 @@ rule alignment_curve:
         options=dataset_options,
         subjects=fit_subjects,
         settings={k: ALIGNMENT[k] for k in ("lags_s", "features", "method", "width")},
-        temporal=CFG["temporal"],
+        temporal=ALIGNMENT_TEMPORAL,
         fitting=CFG["fitting"],
         seed=CFG["seed"],
     script:

@@ -255,3 +255,15 @@ def test_plot_alignment_writes_a_png(shifted, tmp_path):
         path = tmp_path / f"{name}.png"
         plot_alignment(table, best_lags(table), path)
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_hrf_designs_ignore_the_fir_settings():
+    """The default designs do not depend on `temporal` (so changing it reruns nothing)."""
+    from lmbrain.alignment import design_settings
+
+    a = design_settings(TEMPORAL, "hrf")
+    b = design_settings({"method": "lanczos", "window": 5, "delays": [2, 3]}, "hrf")
+    assert a == b and a["method"] == "hrf"
+    assert design_settings(TEMPORAL, "temporal") == TEMPORAL
+    with pytest.raises(ConfigError, match="alignment.method"):
+        design_settings(TEMPORAL, "fir")

@@ -139,12 +139,13 @@ def word_features(words, kind: str, width: int = 64, seed: int = 0) -> np.ndarra
 def design_settings(temporal: Mapping, method: str = "hrf") -> dict:
     """The ``temporal`` settings of the diagnostic's designs.
 
-    ``method="hrf"`` replaces the config's method by the canonical HRF (no FIR delays: a
-    fixed response shape, so that a shift of the words is not absorbed by the delays);
-    ``"temporal"`` keeps the config's section.
+    ``method="hrf"``: the canonical HRF (no FIR delays: a fixed response shape, so that a
+    shift of the words is not absorbed by the delays), whatever the config's section says
+    (``window`` and ``delays`` are fixed placeholders the HRF ignores, so that changing them
+    in the config does not rerun the diagnostic). ``"temporal"``: the config's section.
     """
     if method == "hrf":
-        return {**temporal, "method": "hrf"}
+        return {"method": "hrf", "window": 3, "delays": [0]}
     if method == "temporal":
         return dict(temporal)
     raise ConfigError("alignment.method", f"unknown method {method!r}; use hrf or temporal")
