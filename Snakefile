@@ -57,6 +57,7 @@ include: "rules/banded.smk"
 include: "rules/maps.smk"
 include: "rules/trials.smk"
 include: "rules/extras.smk"
+include: "rules/alignment.smk"
 
 
 # Aggregates and plots: seconds of work on small tables, run by Snakemake itself on the login

@@ -80,6 +80,26 @@ def test_planted_signal_comes_out(public_run):
         assert (table["mean_r"] > 0.3).all(), (name, table["mean_r"].tolist())
 
 
+def test_alignment_check_finds_the_published_timing(public_run):
+    """On by default for real datasets: every fixture's words are on the responses' clock."""
+    root, out = public_run
+    for name, subjects in [
+        ("lebel", {"UTS01", "UTS02"}),
+        ("lpp", {"sub-EN001", "average"}),
+        ("narratives", {"sub-001", "sub-004"}),
+    ]:
+        table = pd.read_csv(root / "results" / name / "summary" / "alignment.tsv", sep="\t")
+        assert {"subject", "lag_s", "lag_trs", "mean_r", "n_voxels", "features"} <= set(table)
+        assert set(table["subject"]) == subjects and (table["n_voxels"] > 0).all()
+        tr = float((table["lag_s"] / table["lag_trs"]).dropna().median())
+        mean = table.groupby("lag_s")["mean_r"].mean()
+        assert abs(mean.idxmax()) <= tr + 1e-6, (name, mean.round(3).to_dict())
+        assert mean.max() > 0.3 and mean.min() < mean.max() - 0.2, name
+        png = (root / "results" / name / "plots" / "alignment.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "misaligned" not in out
+
+
 def test_lebel_hemispheres_from_the_pycortex_mask(public_run):
     root, _ = public_run
     table = scores(root, "lebel")

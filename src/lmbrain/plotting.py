@@ -607,3 +607,64 @@ def _legend(
         return
     where = {"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} if outside else {"loc": "best"}
     ax.legend(fontsize=8, title=title, title_fontsize=7, **where)
+
+
+# --------------------------------------------------------------------------- alignment
+
+
+def plot_alignment(
+    table: pd.DataFrame, best: pd.DataFrame, path: str | Path, tr: float | None = None
+) -> None:
+    """Held-out mean r against the shift of the word times (:mod:`lmbrain.alignment`).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rows of :func:`lmbrain.alignment.alignment_curve` (``subject``, ``features``,
+        ``lag_s``, ``lag_trs``, ``mean_r``).
+    best : pandas.DataFrame
+        Its best lags, :func:`lmbrain.alignment.best_lags` (the rows of subject ``mean``).
+    path : str or Path
+        Output PNG.
+    tr : float, optional
+        Repetition time (seconds); default ``lag_s / lag_trs`` of the table. The band of
+        +-1 TR around 0 is shaded: a best lag outside it is a misalignment.
+
+    Notes
+    -----
+    One panel per feature set: one thin line per subject, the mean over subjects thick, its
+    best lag marked and written in the legend.
+    """
+    kinds = sorted(table["features"].unique()) if len(table) else []
+    fig = Figure(figsize=(PANEL_SIZE[0] * max(1, len(kinds)), PANEL_SIZE[1]), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, max(1, len(kinds)), squeeze=False)[0]
+    if not kinds:
+        _note(axes[0], "no alignment curves")
+        _save(fig, path)
+        return
+    if tr is None:
+        nonzero = table[table["lag_trs"] != 0]
+        tr = float((nonzero["lag_s"] / nonzero["lag_trs"]).median()) if len(nonzero) else None
+    for ax, kind in zip(axes, kinds, strict=True):
+        rows = table[table["features"] == kind]
+        for _, curve in rows.groupby("subject"):
+            curve = curve.sort_values("lag_s")
+            ax.plot(curve["lag_s"], curve["mean_r"], color="0.7", lw=0.8)
+        mean = rows.groupby("lag_s", sort=True)["mean_r"].mean()
+        top = best[(best["features"] == kind) & (best["subject"] == "mean")].iloc[0]
+        n = rows["subject"].nunique()
+        label = f"mean of {n} subject{'s' * (n > 1)}; best lag {top['best_lag_s']:+.3g} s"
+        ax.plot(mean.index, mean.to_numpy(), color="C0", lw=2, marker="o", ms=3, label=label)
+        if np.isfinite(top["best_lag_s"]):
+            ax.plot([top["best_lag_s"]], [top["best_r"]], "v", color="C3", ms=9)
+        if tr:
+            ax.axvspan(-tr, tr, color="C2", alpha=0.12, label="annotated timing +-1 TR")
+        ax.axvline(0.0, color="0.3", lw=0.8, ls="--")
+        ax.axhline(0.0, color="0.3", lw=0.6)
+        ax.set_xlabel("shift of every word time (s; > 0 = words later)")
+        ax.set_ylabel("mean held-out r")
+        dataset = rows["dataset"].iloc[0] if "dataset" in rows else ""
+        ax.set_title(f"{dataset}: alignment ({kind})")
+        _legend(ax, title=None)
+    _save(fig, path)

@@ -175,3 +175,36 @@ def extraction_gpus(device: str, override: int | None = None) -> int:
     if device == "auto":
         return int(shutil.which("nvidia-smi") is not None)
     return int(device == "cuda")
+
+
+def alignment_job_mem_mb(
+    manifest_path: str | Path,
+    subject: str,
+    n_features: int,
+    temporal: Mapping,
+    fitting: Mapping,
+    attempt: int = 1,
+) -> int:
+    """Memory request of one alignment job (:mod:`lmbrain.alignment`): one fit's worth.
+
+    As :func:`fit_job_mem_mb`, with ``n_features`` design columns (the widest feature set of
+    the diagnostic, before delays) instead of a feature file's hidden size; the job keeps the
+    subject's responses and one lag's design matrices at a time.
+
+    Raises
+    ------
+    FileNotFoundError
+        While the manifest does not exist yet (Snakemake then computes the request later).
+    """
+    if not Path(manifest_path).is_file():
+        raise FileNotFoundError(2, "input not created yet", str(manifest_path))
+    manifest = json.loads(Path(manifest_path).read_text())
+    n_trs = sum(int(story.get("n_trs", 0)) for story in manifest["stories"].values())
+    n_voxels = int(manifest["subjects"][subject]["n_voxels"])
+    return fit_mem_mb(
+        n_trs,
+        n_design_columns(n_features, temporal),
+        n_voxels,
+        fitting.get("n_targets_batch"),
+        attempt,
+    )
