@@ -35,6 +35,7 @@ for fraction, voxels_path, row_path in zip(
         seed=params.seed,
         subjects=params.subjects,
         designs=designs,
+        significance=params.scoring["significance"],
     )
     row = {
         "dataset": wc.dataset,
@@ -45,11 +46,13 @@ for fraction, voxels_path, row_path in zip(
         "fit_path": voxels_path,
     }
     log.info(
-        "fraction %s: mean r = %.4f (L %.4f, R %.4f)",
+        "fraction %s: mean r = %.4f (L %.4f, R %.4f), %s voxels with q < %g",
         fraction,
         row["mean_r"],
         row["mean_r_left"],
         row["mean_r_right"],
+        row["n_voxels_significant"],
+        row["significance_alpha"],
     )
     save_npz(voxels_path, **voxels)
     save_json(row_path, row)

@@ -138,7 +138,7 @@ def test_outputs_complete(workflow_run):
         png = (out / "plots" / f"{name}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     voxels = np.load(out / "fits" / "sub-01" / "tiny-gpt2" / "layer-2_frac-1.npz")
-    for key in ["r", "r2", "alpha", "cc_max", "r_norm", "hemisphere"]:
+    for key in ["r", "r2", "alpha", "cc_max", "r_norm", "p", "q", "hemisphere"]:
         assert voxels[key].shape == (16,)
     row = scores.set_index(["subject", "model", "layer", "train_fraction"]).loc[
         ("sub-01", "tiny-gpt2", 2, 1.0)
