@@ -670,14 +670,23 @@ def _fit_row(spec: dict, points, paths, subject_y, kind: str, boot, groups=None,
         "slope_t": tests["t"],
         "slope_t_p": tests["t_p"],
         "slope_signflip_p": tests["signflip_p"],
-        **_n_columns(rows, subjects, kind),
+        **sample_sizes(rows, subjects),
         "resampling": inference.RESAMPLING,
         "note": "" if n_sub >= inference.MIN_SUBJECTS else inference.too_few_subjects_note(n_sub),
     }
 
 
-def _n_columns(rows: pd.DataFrame | None, subjects: list, kind: str) -> dict:
-    """n_subjects, n_voxels (summed over subjects), n_train_stories (largest), n_test_stories."""
+def sample_sizes(rows: pd.DataFrame | None, subjects: Sequence) -> dict:
+    """The n columns of a summary table row, from the score rows behind it.
+
+    Returns
+    -------
+    dict
+        ``n_subjects`` (len of ``subjects``), ``n_voxels`` (each subject's voxel count,
+        summed over subjects), ``n_train_stories`` (the largest training set among the
+        rows) and ``n_test_stories`` (distinct stories in their ``test_stories``, 0 when
+        the rows lack that column).
+    """
     out = {"n_subjects": len(subjects), "n_voxels": 0, "n_train_stories": 0, "n_test_stories": 0}
     if rows is None or rows.empty:
         return out
