@@ -293,6 +293,7 @@ def fit_encoding_model(
         "n_train_stories": len(folds[0][0]),
         "n_train_trs": int(X.shape[0]),
         "n_test_trs": n_test_trs,
+        "n_test_stories": len(tested),
         "n_features": int(X.shape[1]),
         "n_voxels": int(n_vox),
         "mean_r": mean["mean"],

@@ -242,7 +242,10 @@ def permutation_pvalues(
     n_vox = np.shape(folds[0][0])[1]
     p = np.full(n_vox, np.nan)
     observed = np.full(n_vox, np.nan)
-    step = max(1, _VOXEL_CHUNK_ELEMENTS // max(sum(lengths), 1))
+    per_voxel = sum(lengths)  # elements held per voxel: the series, or the block products
+    if method == "block_permutation":
+        per_voxel = max(per_voxel, sum((n // int(block_trs)) ** 2 for n in lengths))
+    step = max(1, _VOXEL_CHUNK_ELEMENTS // max(per_voxel, 1))
     for a in range(0, n_vox, step):
         cols = slice(a, min(a + step, n_vox))
         sub = [(np.asarray(y)[:, cols], np.asarray(pred)[:, cols]) for y, pred in folds]
