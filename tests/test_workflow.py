@@ -393,6 +393,7 @@ def test_report(workflow_run, tmp_path, suffix):
     # the captions quote the settings the results were computed with
     assert f"{config['aggregate']['n_bootstrap']} bootstrap resamples" in html
     assert f"context of at least {config['features']['context_tokens']} tokens" in html
+    assert "phase_randomization test with 1000 surrogates" in html  # voxel significance
     assert "lmbrain scaling study" in html  # the workflow description
 
 
