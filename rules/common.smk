@@ -364,4 +364,5 @@ def methods():
         "alphas": CFG["fitting"]["alphas"],
         "n_folds": CFG["fitting"]["n_folds"],
         "min_cc_max": CFG["scoring"]["min_cc_max"],
+        "significance": CFG["scoring"]["significance"],
     }

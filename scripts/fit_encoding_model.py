@@ -40,6 +40,7 @@ for i, (fraction, voxels_path, row_path) in enumerate(
         seed=params.seed,
         subjects=params.subjects,
         designs=designs,
+        significance=params.scoring["significance"],
     )
     row = {
         "dataset": wc.dataset,
@@ -51,13 +52,15 @@ for i, (fraction, voxels_path, row_path) in enumerate(
         "provenance": provenance,
     }
     progress.info(
-        "train fraction %s (%d/%d): mean r = %.4f (L %.4f, R %.4f)",
+        "train fraction %s (%d/%d): mean r = %.4f (L %.4f, R %.4f), %s voxels with q < %g",
         fraction,
         i,
         len(params.fractions),
         row["mean_r"],
         row["mean_r_left"],
         row["mean_r_right"],
+        row["n_voxels_significant"],
+        row["significance_alpha"],
     )
     save_npz(voxels_path, **voxels)
     save_json(row_path, row)

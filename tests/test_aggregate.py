@@ -315,8 +315,12 @@ def test_scaling_fits_recovers_planted_slopes():
     for (fit, group), truth in checks.items():
         row = _row(fits, fit, group)
         assert row["slope"] == pytest.approx(truth, abs=1e-9), (fit, group)
-        assert row["slope_ci_low"] <= truth <= row["slope_ci_high"], (fit, group)
-        assert row["slope_ci_high"] - row["slope_ci_low"] > 0
+        # two subjects: voxel-only CI; the subject-level ones are withheld, with a note
+        assert row["slope_ci_low_voxels"] <= truth <= row["slope_ci_high_voxels"], (fit, group)
+        assert row["slope_ci_high_voxels"] - row["slope_ci_low_voxels"] > 0
+        subject_level = ["slope_ci_low", "slope_ci_high", "slope_ci_low_subjects", "slope_t_p"]
+        assert row[subject_level].isna().all() and ">= 3 subjects (have 2)" in row["note"]
+        assert row["n_subjects"] == 2 and row["n_voxels"] == 2 * N_VOX
         if (fit, group) != ("data", "trained"):
             assert row["r2"] == pytest.approx(1.0, abs=1e-9)
         assert row["n_boot"] == 300
@@ -350,7 +354,7 @@ def test_scaling_fits_single_model_gives_nan_row():
     fits = scaling_fits(scores, store.__getitem__, n_boot=50)
     for fit in ("params", "asymmetry"):
         row = _row(fits, fit)
-        numbers = row[["slope", "intercept", "slope_ci_low", "slope_ci_high", "r2"]]
+        numbers = row[["slope", "intercept", "slope_ci_low_voxels", "slope_ci_high_voxels", "r2"]]
         assert np.isnan(numbers.to_numpy(dtype=float)).all()
         assert row["n_points"] == 1 and row["n_boot"] == 0
     assert _row(fits, "data", "m2")["slope"] == pytest.approx(DATA_SLOPES["m2"], abs=1e-9)
@@ -374,7 +378,7 @@ def test_scaling_fits_deterministic():
     b = scaling_fits(scores.sample(frac=1.0, random_state=0), store.__getitem__, n_boot=100, seed=3)
     pd.testing.assert_frame_equal(a, b)
     c = scaling_fits(scores, store.__getitem__, n_boot=100, seed=4)
-    assert not np.allclose(a["slope_ci_low"], c["slope_ci_low"], equal_nan=True)
+    assert not np.allclose(a["slope_ci_low_voxels"], c["slope_ci_low_voxels"], equal_nan=True)
     pd.testing.assert_series_equal(a["slope"], c["slope"])
 
 

@@ -7,6 +7,7 @@ import zlib
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from lmbrain import plotting
 from lmbrain.aggregate import SCORE_COLUMNS, model_summary
@@ -167,11 +168,11 @@ def test_bad_baseline_entries(entry, key):
 N_VOX = 40
 
 
-def _gap_fixture(planted_gap=None, seed=0):
-    """Two subjects; trained model T (2 layers) and twins U0, U1 (2 layers each)."""
+def _gap_fixture(planted_gap=None, seed=0, subjects=("S1", "S2")):
+    """Subjects; trained model T (2 layers) and twins U0, U1 (2 layers each)."""
     rng = np.random.default_rng(seed)
     voxels, rows = {}, []
-    for subject in ["S1", "S2"]:
+    for subject in subjects:
         base = rng.normal(0.1, 0.1, N_VOX)
         for model, untrained in [("T", False), ("U0", True), ("U1", True)]:
             for layer in range(2):
@@ -219,9 +220,14 @@ def test_gap_point_estimate_and_ci_brute_force():
             boot[b, j] = t - (np.nanmean(r["U0"][idx]) + np.nanmean(r["U1"][idx])) / 2
     assert row["gap"] == pytest.approx(np.mean(gaps), abs=1e-12)
     reps = boot.mean(axis=1)
-    assert row["gap_ci_low"] == pytest.approx(np.percentile(reps, 2.5), abs=1e-12)
-    assert row["gap_ci_high"] == pytest.approx(np.percentile(reps, 97.5), abs=1e-12)
+    assert row["gap_ci_low_voxels"] == pytest.approx(np.percentile(reps, 2.5), abs=1e-12)
+    assert row["gap_ci_high_voxels"] == pytest.approx(np.percentile(reps, 97.5), abs=1e-12)
     assert row["n_seeds"] == 2 and row["n_subjects"] == 2
+    # two subjects: no subject-level interval or test, and the table says why
+    assert np.isnan(
+        row[["gap_ci_low", "gap_ci_high", "gap_ci_low_subjects", "gap_t_p"]].astype(float)
+    ).all()
+    assert "(have 2)" in row["note"]
     assert row["untrained_models"] == "U0,U1"
 
 
@@ -231,8 +237,35 @@ def test_gap_planted_constant_collapses_ci():
     row = untrained_gaps(scores, twins, load_voxels=voxels.__getitem__, n_boot=50).iloc[0]
     # T at layer 1 (+0.01), U0 at layer 1 (+0.01), U1 at layer 0: gap = 0.07 + 0.01 - 0.005
     assert row["gap"] == pytest.approx(0.075)
-    assert row["gap_ci_low"] == pytest.approx(0.075)
-    assert row["gap_ci_high"] == pytest.approx(0.075)
+    assert row["gap_ci_low_voxels"] == pytest.approx(0.075)
+    assert row["gap_ci_high_voxels"] == pytest.approx(0.075)
+
+
+def test_gap_subject_level_inference_brute_force():
+    subjects = ("S1", "S2", "S3", "S4")
+    scores, voxels = _gap_fixture(seed=1, subjects=subjects)
+    twins = {"U0": "T", "U1": "T"}
+    row = untrained_gaps(scores, twins, load_voxels=voxels.__getitem__, n_boot=300, seed=2)
+    row = row.iloc[0]
+    chosen = {"T": 1, "U0": 1, "U1": 0}
+    gaps = []
+    for subject in subjects:
+        r = {m: voxels[f"{subject}/{m}/{layer}.npz"]["r"] for m, layer in chosen.items()}
+        gaps.append(np.nanmean(r["T"]) - (np.nanmean(r["U0"]) + np.nanmean(r["U1"])) / 2)
+    gaps = np.array(gaps)
+    # subjects only: replicate = mean of the drawn subjects' gaps, same stream as the code
+    drawn = np.random.default_rng([2, zlib.crc32(b"ds/T"), 2]).integers(0, 4, size=(300, 4))
+    reps = gaps[drawn].mean(axis=1)
+    assert row["gap_ci_low_subjects"] == pytest.approx(np.percentile(reps, 2.5), abs=1e-12)
+    assert row["gap_ci_high_subjects"] == pytest.approx(np.percentile(reps, 97.5), abs=1e-12)
+    ref = stats.ttest_1samp(gaps, 0.0)
+    assert row["gap_t"] == pytest.approx(ref.statistic) and row["gap_t_p"] == pytest.approx(
+        ref.pvalue
+    )
+    assert row["gap_signflip_p"] == pytest.approx(2 / 16)  # four positive gaps, exact
+    assert row["gap_ci_low"] < row["gap"] < row["gap_ci_high"] and row["note"] == ""
+    hier = row["gap_ci_high"] - row["gap_ci_low"]
+    assert hier > row["gap_ci_high_voxels"] - row["gap_ci_low_voxels"]
 
 
 def test_gap_without_twins_is_empty():

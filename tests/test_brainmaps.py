@@ -20,6 +20,8 @@ def fit_arrays(n, seed=0):
         "cv_score": rng.normal(size=n),
         "cc_max": rng.uniform(0, 1, n).astype(np.float32),
         "r_norm": np.where(rng.uniform(size=n) < 0.3, np.nan, rng.normal(size=n)),
+        "q": rng.uniform(0, 1, n).astype(np.float32),  # given before p: the order is fixed
+        "p": rng.uniform(0, 1, n).astype(np.float32),
         "hemisphere": np.array(["L"] * (n // 2) + ["R"] * (n - n // 2)),
         "zeta": rng.normal(size=n),  # an extra per-voxel array: mapped after the known ones
     }
@@ -34,7 +36,7 @@ def volume_geometry():
 
 def test_measures_in_map_order_without_labels():
     values = brainmaps.map_measures(fit_arrays(7))
-    assert list(values) == ["r", "r2", "alpha", "cv_score", "cc_max", "r_norm", "zeta"]
+    assert list(values) == ["r", "r2", "alpha", "cv_score", "cc_max", "r_norm", "p", "q", "zeta"]
     assert all(v.dtype == np.float32 and v.shape == (7,) for v in values.values())
     with pytest.raises(ValueError, match="'r'"):
         brainmaps.map_measures({"alpha": np.ones(3)})
@@ -52,7 +54,7 @@ def test_volume_map_round_trip_matches_a_loop_over_mask_voxels(tmp_path):
     img = nib.load(paths["image"])  # independent read with nibabel
     data = np.asarray(img.dataobj)
     names = json.loads((tmp_path / "maps/m.json").read_text())["volumes"]
-    assert names == ["r", "r2", "alpha", "cv_score", "cc_max", "r_norm", "zeta"]
+    assert names == ["r", "r2", "alpha", "cv_score", "cc_max", "r_norm", "p", "q", "zeta"]
     assert data.shape == (5, 4, 3, len(names)) and data.dtype == np.float32
     np.testing.assert_allclose(img.affine, geo.affine)
     assert b"r r2 alpha" in img.header["descrip"].tobytes()
@@ -99,7 +101,7 @@ def test_surface_map_round_trip_matches_a_loop_over_columns(tmp_path):
         img = nib.load(paths[h])
         assert img.meta["AnatomicalStructurePrimary"] == {"L": "CortexLeft", "R": "CortexRight"}[h]
         names = [d.meta["Name"] for d in img.darrays]
-        assert names == ["r", "r2", "alpha", "cv_score", "cc_max", "r_norm", "zeta"]
+        assert names == ["r", "r2", "alpha", "cv_score", "cc_max", "r_norm", "p", "q", "zeta"]
         for d in img.darrays:
             want = np.full(n_vert[h], np.nan, dtype=np.float32)
             for col in range(7):  # brute force over columns

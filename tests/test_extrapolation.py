@@ -55,6 +55,12 @@ def test_extrapolate_planted_slope():
     assert out["log10_x_target_ci_low"] < out["log10_x_target"] < out["log10_x_target_ci_high"]
     assert out["log10_x_target_ci_high"] <= (0.9 - a - e_all.min()) / b
     assert out["note"] == ""
+    # subjects only: every subject has the same slope, so that interval is exact too; the
+    # voxel-only interval keeps the subjects and is narrower than the hierarchical one
+    assert out["slope_ci_low_subjects"] == pytest.approx(b)
+    hier = out["log10_x_target_ci_high"] - out["log10_x_target_ci_low"]
+    vox = out["log10_x_target_ci_high_voxels"] - out["log10_x_target_ci_low_voxels"]
+    assert 0 < vox < hier
 
 
 def test_extrapolate_flat_or_decreasing():
@@ -140,7 +146,12 @@ def test_scaling_extrapolations_families_and_data():
     assert params.loc["A", "n_points"] == 3 and params.loc["trained", "n_points"] == 5
     a = params.loc["A"]
     assert a["log10_x_target"] == pytest.approx((0.9 - a["intercept"]) / 0.04)
-    assert a["slope_ci_low"] == pytest.approx(0.04) and a["slope_ci_high"] == pytest.approx(0.04)
+    # two subjects: the voxel-only interval, the hierarchical one withheld with a note
+    assert a["slope_ci_low_voxels"] == pytest.approx(0.04)
+    assert a["slope_ci_high_voxels"] == pytest.approx(0.04)
+    assert np.isnan(a["slope_ci_low"]) and np.isnan(a["log10_x_target_ci_low_subjects"])
+    assert "(have 2)" in a["note"] and a["n_subjects"] == 2 and a["n_voxels"] == 0
+    assert a["resampling"].startswith("subjects")
     data = table[table.fit == "data"].set_index("group")
     assert "random" in data.index and "a3-untrained" in data.index
     np.testing.assert_allclose(data["slope"], 0.03)

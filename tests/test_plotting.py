@@ -213,6 +213,16 @@ def test_slope_text_formats():
     assert plotting.slope_text(row) == "slope = 4.0e-04 per decade [-1.0e-04, 9.0e-04]"
     assert plotting.slope_text(row, ci=False) == "slope = 4.0e-04 per decade"
     assert plotting.slope_text(None) == "slope n/a"
+    two_subjects = pd.Series(
+        {
+            "slope": 0.01,
+            "slope_ci_low": np.nan,
+            "slope_ci_high": np.nan,
+            "slope_ci_low_voxels": 0.008,
+            "slope_ci_high_voxels": 0.012,
+        }
+    )
+    assert plotting.slope_text(two_subjects).endswith("[0.008, 0.012] (voxels only)")
 
 
 # -- legibility: measured on the drawn figure, in display coordinates -------------------------

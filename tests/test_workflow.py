@@ -134,12 +134,21 @@ def test_outputs_complete(workflow_run):
     fits = pd.read_csv(out / "summary" / "scaling_fits.tsv", sep="\t")
     assert {"params", "data", "asymmetry"} <= set(fits["fit"])
     assert {"slope", "intercept", "slope_ci_low", "slope_ci_high"} <= set(fits.columns)
+    # two subjects: voxel-only CIs, the subject-level ones withheld with a note
+    params = fits[fits["fit"] == "params"].iloc[0]
+    assert params["slope_ci_low_voxels"] <= params["slope"] <= params["slope_ci_high_voxels"]
+    assert np.isnan(params["slope_ci_low"]) and "(have 2)" in params["note"]
+    assert (fits["n_subjects"] == 2).all() and (fits["n_voxels"] > 0).all()
+    sig = scores["n_voxels_significant"]
+    assert ((sig >= 0) & (sig <= scores["n_voxels"])).all()
+    assert (scores["significance_method"] == "phase_randomization").all()
     for name in ["scaling_models", "scaling_data", "layers", "asymmetry"]:
         png = (out / "plots" / f"{name}.png").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     voxels = np.load(out / "fits" / "sub-01" / "tiny-gpt2" / "layer-2_frac-1.npz")
-    for key in ["r", "r2", "alpha", "cc_max", "r_norm", "hemisphere"]:
+    for key in ["r", "r2", "alpha", "cc_max", "r_norm", "p", "q", "hemisphere"]:
         assert voxels[key].shape == (16,)
+    assert np.all((voxels["p"] >= 1 / 1001) & (voxels["p"] <= 1) & (voxels["q"] >= voxels["p"]))
     row = scores.set_index(["subject", "model", "layer", "train_fraction"]).loc[
         ("sub-01", "tiny-gpt2", 2, 1.0)
     ]
@@ -384,6 +393,7 @@ def test_report(workflow_run, tmp_path, suffix):
     # the captions quote the settings the results were computed with
     assert f"{config['aggregate']['n_bootstrap']} bootstrap resamples" in html
     assert f"context of at least {config['features']['context_tokens']} tokens" in html
+    assert "phase_randomization test with 1000 surrogates" in html  # voxel significance
     assert "lmbrain scaling study" in html  # the workflow description
 
 

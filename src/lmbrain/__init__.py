@@ -10,8 +10,12 @@ The science lives here, one module per concern:
 - :mod:`lmbrain.temporal` -- Lanczos downsampling, trimming, z-scoring, FIR delays, HRF.
 - :mod:`lmbrain.fitting` -- voxelwise ridge regression with story-grouped CV.
 - :mod:`lmbrain.scoring` -- per-voxel correlation and R^2 on held-out stories.
+- :mod:`lmbrain.significance` -- per-voxel p-values of the test r (autocorrelation-preserving
+  surrogates) and Benjamini-Hochberg FDR.
 - :mod:`lmbrain.ceilings` -- noise ceilings (Schoppe et al. 2016 cc_max).
 - :mod:`lmbrain.aggregate` -- summary tables and log-linear scaling fits.
+- :mod:`lmbrain.inference` -- hierarchical (subjects, then voxels) bootstrap and one-sample
+  tests across subjects.
 - :mod:`lmbrain.plotting` -- scaling, layer and asymmetry figures.
 - :mod:`lmbrain.demo` -- the simulated demo dataset with a planted ground truth.
 

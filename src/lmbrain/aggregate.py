@@ -13,12 +13,15 @@ fraction) and one ``.npz`` of per-voxel arrays. This module
 
 The slope b reads "change of mean test correlation per decade (10x) of x".
 
-About the confidence intervals: they reflect the sampling variability of *voxels* only.
-Every point of a fit is scored on the same voxels (several models, or several amounts of
-training data, fitted to one subject's brain), so voxels are resampled *paired*: the same
-resampled voxel indices are used for every point. Subjects are not resampled (there are
-typically only a handful); the CI therefore says how precisely the slope is known for
-these subjects, not how it would vary over new subjects.
+About the confidence intervals (:mod:`lmbrain.inference`): the headline ``slope_ci_low`` /
+``slope_ci_high`` come from a hierarchical bootstrap -- subjects with replacement, then voxels
+with replacement within each drawn subject -- so they say how the slope would vary over new
+subjects; they need at least 3 subjects (NaN and a ``note`` otherwise). The subject-only and
+voxel-only intervals are reported beside them (``*_subjects``, ``*_voxels``). Every point
+of a fit is scored on the same voxels of a subject (several models, or several amounts of
+training data), so voxels are resampled *paired*: the same resampled voxel indices serve
+every point. Each subject's own slope is also tested against 0 across subjects (t-test and
+sign-flip permutation).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lmbrain import inference
 from lmbrain.errors import InputError
 
 SCORE_COLUMNS: tuple[str, ...] = (
@@ -73,6 +77,19 @@ FIT_COLUMNS: tuple[str, ...] = (
     "r2",
     "n_points",
     "n_boot",
+    "slope_ci_low_subjects",
+    "slope_ci_high_subjects",
+    "slope_ci_low_voxels",
+    "slope_ci_high_voxels",
+    "slope_t",
+    "slope_t_p",
+    "slope_signflip_p",
+    "n_subjects",
+    "n_voxels",
+    "n_train_stories",
+    "n_test_stories",
+    "resampling",
+    "note",
 )
 """Columns of the table :func:`scaling_fits` returns."""
 
@@ -475,34 +492,7 @@ def _check_ci(ci: float) -> None:
         raise ValueError(f"ci must be in (0, 1), got {ci}")
 
 
-def _boot_stratum_means(
-    values: np.ndarray, strata: list[np.ndarray], n_boot: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Resampled means, shape (n_boot, n_points, n_strata), of ``values`` (n_points, n_vox).
-
-    Within each stratum, voxel indices are drawn with replacement (same draw for every
-    point); NaN voxels are ignored in the means. Indices are turned into counts per voxel
-    so the means are one matrix product per chunk of resamples.
-    """
-    out = np.full((n_boot, values.shape[0], len(strata)), np.nan)
-    for s, idx in enumerate(strata):
-        if idx.size == 0:
-            continue
-        v = values[:, idx]
-        finite = np.isfinite(v)
-        v0, w = np.where(finite, v, 0.0).T, finite.astype(np.float64).T
-        all_finite = bool(finite.all())
-        n = idx.size
-        chunk = max(1, min(n_boot, _BOOT_CHUNK_ELEMENTS // n))
-        for start in range(0, n_boot, chunk):
-            b = min(chunk, n_boot - start)
-            draws = rng.integers(0, n, size=(b, n), dtype=np.int32)
-            draws += (np.arange(b, dtype=np.int32) * n)[:, None]
-            counts = np.bincount(draws.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
-            denominator = n if all_finite else counts @ w
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out[start : start + b, :, s] = (counts @ v0) / denominator
-    return out
+_boot_stratum_means = inference.stratum_means
 
 
 def _nanmean(a: np.ndarray, axis: int) -> np.ndarray:
@@ -568,19 +558,22 @@ class _VoxelCache:
 def _collect_points(rows: pd.DataFrame, point_cols: list[str], x_col: str, y: pd.Series):
     """Average rows over subjects into fit points; keep each subject's fit path per point.
 
-    Returns (points, paths): ``points`` has the point keys, x and y (finite, x > 0), sorted
-    by key; ``paths`` is a (point x subject) table of fit paths (NaN where missing).
+    Returns (points, paths, subject_y): ``points`` has the point keys, x and y (finite,
+    x > 0), sorted by key; ``paths`` and ``subject_y`` are (point x subject) tables of fit
+    paths and of each subject's own y (NaN where missing).
     """
     data = rows.assign(_x=rows[x_col].astype(np.float64), _y=y.astype(np.float64))
     if data.empty:
         empty = pd.DataFrame(columns=[*point_cols, "x", "y"])
-        return empty, pd.DataFrame(index=pd.RangeIndex(0))
+        return empty, pd.DataFrame(index=pd.RangeIndex(0)), pd.DataFrame(index=pd.RangeIndex(0))
     points = data.groupby(point_cols, sort=True).agg(x=("_x", "mean"), y=("_y", "mean"))
     points = points[np.isfinite(points["x"]) & (points["x"] > 0) & np.isfinite(points["y"])]
     paths = data.pivot_table(
         index=point_cols, columns="subject", values="fit_path", aggfunc="first"
     ).reindex(points.index)
-    return points.reset_index(), paths.sort_index(axis=1)
+    subject_y = data.pivot_table(index=point_cols, columns="subject", values="_y", aggfunc="first")
+    subject_y = subject_y.reindex(index=points.index, columns=paths.columns)
+    return points.reset_index(), paths.sort_index(axis=1), subject_y.sort_index(axis=1)
 
 
 def _subject_matrix(paths: pd.Series, cache: _VoxelCache):
@@ -603,58 +596,114 @@ def _subject_matrix(paths: pd.Series, cache: _VoxelCache):
     return values, hemi
 
 
-def _boot_point_values(paths: pd.DataFrame, kind: str, n_boot: int, rng, cache) -> np.ndarray:
-    """Bootstrap replicates (n_boot, n_points) of each point's mean over subjects.
+def _subject_arrays(paths: pd.DataFrame, kind: str, cache):
+    """Per subject with a fit: its (n_points, n_voxels) values and voxel strata.
 
-    ``kind="mean_r"``: a subject's value is its resampled voxel mean. ``kind="asymmetry"``:
-    left and right voxels are resampled separately and a subject's value is left - right.
+    ``kind="mean_r"``: one stratum of all voxels. ``kind="asymmetry"``: left and right
+    voxels, resampled separately (a subject's value is left - right).
     """
-    per_subject = np.full((n_boot, len(paths), paths.shape[1]), np.nan)
-    for j, subject in enumerate(paths.columns):
+    values, strata = [], []
+    for subject in paths.columns:
         if not paths[subject].map(lambda p: isinstance(p, str)).any():
             continue
-        values, hemi = _subject_matrix(paths[subject], cache)
+        v, hemi = _subject_matrix(paths[subject], cache)
         if kind == "mean_r":
-            strata = [np.arange(values.shape[1])]
-            per_subject[:, :, j] = _boot_stratum_means(values, strata, n_boot, rng)[:, :, 0]
-            continue
-        if hemi is None:
+            st = [np.arange(v.shape[1])]
+        elif hemi is None:
             raise InputError(paths[subject].dropna().iloc[0], "per-voxel arrays lack 'hemisphere'")
-        strata = [np.flatnonzero(hemi == "L"), np.flatnonzero(hemi == "R")]
-        means = _boot_stratum_means(values, strata, n_boot, rng)
-        per_subject[:, :, j] = means[:, :, 0] - means[:, :, 1]
-    return _nanmean(per_subject, axis=2)
+        else:
+            st = [np.flatnonzero(hemi == "L"), np.flatnonzero(hemi == "R")]
+        values.append(v)
+        strata.append(st)
+    return values, strata
 
 
-def _fit_row(spec: dict, points, paths, kind: str, boot, groups=None) -> dict:
-    """One row of the fit table: point estimate from the score table, CI from voxels.
+def _boot_point_values(values, strata, kind: str, n_boot: int, rng, level: str) -> np.ndarray:
+    """Bootstrap replicates (n_boot, n_points) of each point's mean over subjects."""
+    means = inference.resample_subject_means(values, n_boot, rng, level, strata)
+    per_slot = means[..., 0] if kind == "mean_r" else means[..., 0] - means[..., 1]
+    return inference.slot_mean(per_slot)
+
+
+def _fit_row(spec: dict, points, paths, subject_y, kind: str, boot, groups=None, rows=None):
+    """One row of the fit table: point estimate from the score table, CIs and tests.
 
     ``spec`` holds dataset, fit, group, x_variable and y_variable; ``boot`` is
-    (n_boot, seed, voxel cache); ``groups`` labels points sharing an intercept.
+    (n_boot, seed, voxel cache); ``groups`` labels points sharing an intercept; ``rows``
+    are the score rows behind the fit (for the n columns).
     """
     n_boot, seed, cache = boot
     lx = np.log10(points["x"].to_numpy(dtype=np.float64))
     y = points["y"].to_numpy(dtype=np.float64)
     point_groups = np.zeros(len(points)) if groups is None else np.asarray(groups)
     slope, intercept, r2 = _pooled_fit(lx, y, point_groups)
-    low = high = float("nan")
+    subjects = [s for s in subject_y.columns if np.isfinite(subject_y[s].to_numpy(float)).any()]
+    n_sub = len(subjects)
+    ci = {level: (float("nan"), float("nan")) for level in inference.LEVELS}
     done_boot = 0
     if np.isfinite(slope) and n_boot > 0:
-        key = f"{spec['dataset']}/{spec['fit']}/{spec['group']}".encode()
-        rng = np.random.default_rng([seed, zlib.crc32(key)])
-        ys = _boot_point_values(paths, kind, n_boot, rng, cache)
-        low, high = _percentile_ci(_slopes(lx, ys, point_groups), 0.95)
+        key = f"{spec['dataset']}/{spec['fit']}/{spec['group']}"
+        values, strata = _subject_arrays(paths, kind, cache)
+        levels = inference.LEVELS if n_sub >= inference.MIN_SUBJECTS else ("voxels",)
+        for i, level in enumerate(levels):
+            rng = np.random.default_rng([seed, zlib.crc32(key.encode()), i])
+            ys = _boot_point_values(values, strata, kind, n_boot, rng, level)
+            ci[level] = _percentile_ci(_slopes(lx, ys, point_groups), 0.95)
         done_boot = n_boot
+    per_subject = _slopes(lx, subject_y[subjects].to_numpy(float).T, point_groups)
+    key = f"{spec['dataset']}/{spec['fit']}/{spec['group']}/signflip"
+    tests = inference.one_sample_tests(
+        per_subject, rng=np.random.default_rng([seed, zlib.crc32(key.encode())])
+    )
     return {
         **spec,
         "slope": slope,
         "intercept": intercept,
-        "slope_ci_low": low,
-        "slope_ci_high": high,
+        "slope_ci_low": ci["hierarchical"][0],
+        "slope_ci_high": ci["hierarchical"][1],
         "r2": r2,
         "n_points": len(points),
         "n_boot": done_boot,
+        "slope_ci_low_subjects": ci["subjects"][0],
+        "slope_ci_high_subjects": ci["subjects"][1],
+        "slope_ci_low_voxels": ci["voxels"][0],
+        "slope_ci_high_voxels": ci["voxels"][1],
+        "slope_t": tests["t"],
+        "slope_t_p": tests["t_p"],
+        "slope_signflip_p": tests["signflip_p"],
+        **sample_sizes(rows, subjects),
+        "resampling": inference.RESAMPLING,
+        "note": "" if n_sub >= inference.MIN_SUBJECTS else inference.too_few_subjects_note(n_sub),
     }
+
+
+def sample_sizes(rows: pd.DataFrame | None, subjects: Sequence) -> dict:
+    """The n columns of a summary table row, from the score rows behind it.
+
+    Returns
+    -------
+    dict
+        ``n_subjects`` (len of ``subjects``), ``n_voxels`` (each subject's voxel count,
+        summed over subjects), ``n_train_stories`` (the largest training set among the
+        rows) and ``n_test_stories`` (distinct stories in their ``test_stories``, 0 when
+        the rows lack that column).
+    """
+    out = {"n_subjects": len(subjects), "n_voxels": 0, "n_train_stories": 0, "n_test_stories": 0}
+    if rows is None or rows.empty:
+        return out
+    rows = rows[rows["subject"].isin(subjects)]
+    per_subject = rows.groupby("subject")["n_voxels"].max()
+    out["n_voxels"] = int(per_subject.sum()) if len(per_subject) else 0
+    out["n_train_stories"] = int(rows["n_train_stories"].max()) if len(rows) else 0
+    if "test_stories" in rows.columns:
+        names = {
+            story
+            for value in rows["test_stories"].dropna().astype(str)
+            for story in value.split(",")
+            if story
+        }
+        out["n_test_stories"] = len(names)
+    return out
 
 
 def _spec(dataset: str, fit: str, group: str, x_variable: str, y_variable: str) -> dict:
@@ -674,23 +723,24 @@ def _dataset_fits(best: pd.DataFrame, dataset: str, boot) -> list[dict]:
     top = top[~top["untrained"]]
     rows = []
     spec = _spec(dataset, "params", TRAINED, "n_params", "mean_r")
-    pts, paths = _collect_points(top, ["model"], "n_params", top["mean_r"])
-    rows.append(_fit_row(spec, pts, paths, "mean_r", boot))
+    pts, paths, sub_y = _collect_points(top, ["model"], "n_params", top["mean_r"])
+    rows.append(_fit_row(spec, pts, paths, sub_y, "mean_r", boot, rows=top))
 
     spec = _spec(dataset, "data", TRAINED, "n_train_trs", "mean_r")
     keys = ["model", "train_fraction"]
-    pts, paths = _collect_points(trained, keys, "n_train_trs", trained["mean_r"])
-    rows.append(_fit_row(spec, pts, paths, "mean_r", boot, groups=pd.factorize(pts["model"])[0]))
+    pts, paths, sub_y = _collect_points(trained, keys, "n_train_trs", trained["mean_r"])
+    groups = pd.factorize(pts["model"])[0]
+    rows.append(_fit_row(spec, pts, paths, sub_y, "mean_r", boot, groups, rows=trained))
     for model in sorted(best["model"].unique()):
         sub = best[best["model"] == model]
         spec = _spec(dataset, "data", model, "n_train_trs", "mean_r")
-        pts, paths = _collect_points(sub, ["train_fraction"], "n_train_trs", sub["mean_r"])
-        rows.append(_fit_row(spec, pts, paths, "mean_r", boot))
+        pts, paths, sub_y = _collect_points(sub, ["train_fraction"], "n_train_trs", sub["mean_r"])
+        rows.append(_fit_row(spec, pts, paths, sub_y, "mean_r", boot, rows=sub))
 
     spec = _spec(dataset, "asymmetry", TRAINED, "n_params", "mean_r_left_minus_right")
     asym = top["mean_r_left"] - top["mean_r_right"]
-    pts, paths = _collect_points(top, ["model"], "n_params", asym)
-    rows.append(_fit_row(spec, pts, paths, "asymmetry", boot))
+    pts, paths, sub_y = _collect_points(top, ["model"], "n_params", asym)
+    rows.append(_fit_row(spec, pts, paths, sub_y, "asymmetry", boot, rows=top))
     return rows
 
 
@@ -711,7 +761,7 @@ def scaling_fits(
         ``load_voxels(fit_path) -> dict`` with at least ``r`` and, for the asymmetry fit,
         ``hemisphere`` ('L'/'R' per voxel). Defaults to :func:`load_fit_voxels`.
     n_boot : int
-        Bootstrap resamples of voxels per fit (0 skips the intervals).
+        Bootstrap replicates per fit and level (0 skips the intervals).
     seed : int
         Seed; the same seed gives an identical table. Each fit draws from its own stream,
         derived from the seed and the fit's (dataset, fit, group), so adding a model does
@@ -737,14 +787,24 @@ def scaling_fits(
         A fit with fewer than two distinct x values has NaN slope, intercept, CI and r2,
         its ``n_points`` (points with finite x > 0 and y) and ``n_boot`` = 0.
 
+        Inference columns (:mod:`lmbrain.inference`): ``slope_ci_low`` / ``slope_ci_high``
+        the 95% hierarchical-bootstrap CI (subjects, then voxels within subject);
+        ``*_subjects`` the subject-only and ``*_voxels`` the voxel-only CI; ``slope_t``,
+        ``slope_t_p`` (one-sample t-test of the subjects' own slopes against 0, two-sided)
+        and ``slope_signflip_p`` (sign-flip permutation test of their mean, exact up to 16
+        subjects); ``n_subjects``, ``n_voxels`` (summed over subjects), ``n_train_stories``
+        (the largest training set of the fit's points), ``n_test_stories``, ``resampling``
+        (the headline CI's units) and ``note``. With fewer than 3 subjects the
+        hierarchical and subject-only CIs and the tests are NaN and ``note`` says why.
+
     Notes
     -----
-    Point estimates come from the score table (``mean_r`` etc. of the best layers). The
-    95% percentile CI of the slope resamples voxels with replacement within each subject,
-    with the same draw for every point of the fit (paired over models or train fractions);
-    a point's replicate is the mean over subjects of the subjects' resampled voxel means,
+    Point estimates come from the score table (``mean_r`` etc. of the best layers). Every
+    bootstrap replicate resamples voxels with replacement within a subject with the same
+    draw for every point of the fit (paired over models or train fractions); a point's
+    replicate is the mean over the (drawn) subjects of their resampled voxel means,
     mirroring the point estimate. For the asymmetry, left and right voxels are resampled
-    separately. The CI covers voxel sampling variability, not subject variability.
+    separately. Each level (hierarchical, subjects, voxels) has its own random stream.
     """
     loader = load_fit_voxels if load_voxels is None else load_voxels
     boot = (int(n_boot), int(seed), _VoxelCache(loader))
@@ -753,7 +813,8 @@ def scaling_fits(
     for dataset in sorted(best["dataset"].unique()):
         rows.extend(_dataset_fits(best[best["dataset"] == dataset], dataset, boot))
     table = pd.DataFrame(rows, columns=list(FIT_COLUMNS))
-    return table.astype({"n_points": "int64", "n_boot": "int64"})
+    ints = ("n_points", "n_boot", "n_subjects", "n_voxels", "n_train_stories", "n_test_stories")
+    return table.astype(dict.fromkeys(ints, "int64"))
 
 
 # --------------------------------------------------------------------------- banded models

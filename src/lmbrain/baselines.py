@@ -488,6 +488,18 @@ GAP_COLUMNS = (
     "gap_ci_low",
     "gap_ci_high",
     "n_boot",
+    "gap_ci_low_subjects",
+    "gap_ci_high_subjects",
+    "gap_ci_low_voxels",
+    "gap_ci_high_voxels",
+    "gap_t",
+    "gap_t_p",
+    "gap_signflip_p",
+    "n_voxels",
+    "n_train_stories",
+    "n_test_stories",
+    "resampling",
+    "note",
 )
 """Columns of :func:`untrained_gaps`."""
 
@@ -500,7 +512,7 @@ def untrained_gaps(
     seed: int = 0,
     ci: float = 0.95,
 ) -> pd.DataFrame:
-    """Trained-minus-untrained brain score per trained model (size), with a voxel bootstrap.
+    """Trained-minus-untrained brain score per trained model (size), with bootstrap CIs.
 
     Parameters
     ----------
@@ -511,7 +523,7 @@ def untrained_gaps(
     load_voxels : callable, optional
         ``fit_path -> {"r": ...}``; default :func:`lmbrain.aggregate.load_fit_voxels`.
     n_boot : int
-        Voxel resamples (0: no interval).
+        Bootstrap replicates per level (0: no interval).
     seed : int
     ci : float
         Coverage of the percentile interval.
@@ -528,11 +540,14 @@ def untrained_gaps(
 
     Notes
     -----
-    The interval resamples voxels with replacement within each subject, the same voxel
-    indices for the trained model and all its twins (paired), and recomputes ``gap``
-    from the resampled voxel means (NaN voxels ignored); it covers voxel sampling
-    variability, not subject variability. Each (dataset, model) draws from its own stream
-    seeded by ``seed`` and the names.
+    ``gap_ci_low`` / ``gap_ci_high`` resample subjects, then voxels within each drawn subject
+    (:mod:`lmbrain.inference`; at least 3 subjects, else NaN and a ``note``);
+    ``*_subjects`` resample subjects only (each keeping its observed gap) and ``*_voxels``
+    voxels only, within each subject. Voxel draws are shared by the trained model and all
+    its twins (paired); NaN voxels are ignored. ``gap_t``, ``gap_t_p`` and
+    ``gap_signflip_p`` test the subjects' gaps against 0 (t-test, sign-flip permutation;
+    two-sided, at least 3 subjects). Each (dataset, model) draws from its own streams
+    seeded by ``seed`` and the names. ``n_voxels`` sums the subjects' voxel counts.
     """
     from lmbrain.aggregate import at_largest_fraction, best_layers, load_fit_voxels
 
@@ -558,11 +573,16 @@ def _twin_groups(best: pd.DataFrame, twins: Mapping[str, str]):
 
 
 def _gap_row(dataset, trained, group, loader, n_boot, seed, ci) -> dict:
+    from lmbrain import inference
+    from lmbrain.aggregate import sample_sizes
+
     t_rows, u_rows = group
     subjects = sorted(set(t_rows["subject"]) & set(u_rows["subject"]))
-    gaps, means_t, means_u = [], [], []
+    u_models = sorted(set(u_rows["model"]))
+    gaps, means_t, means_u, matrices = [], [], [], []
     boot = np.full((max(n_boot, 0), len(subjects)), np.nan)
-    rng = np.random.default_rng([int(seed), zlib.crc32(f"{dataset}/{trained}".encode())])
+    key = zlib.crc32(f"{dataset}/{trained}".encode())
+    rng = np.random.default_rng([int(seed), key])
     for j, subject in enumerate(subjects):
         t = t_rows[t_rows["subject"] == subject].iloc[0]
         us = u_rows[u_rows["subject"] == subject]
@@ -576,13 +596,29 @@ def _gap_row(dataset, trained, group, loader, n_boot, seed, ci) -> dict:
             if r_u.shape[1] != r_t.size:
                 raise InputError(us["fit_path"].iloc[0], f"not the {r_t.size} voxels of {trained}")
             boot[:, j] = _boot_gap(r_t, r_u, n_boot, rng)
-    low = high = float("nan")
+            matrix = np.full((1 + len(u_models), r_t.size), np.nan)
+            matrix[0] = r_t
+            for model, r in zip(us["model"], r_u, strict=True):
+                matrix[1 + u_models.index(model)] = r
+            matrices.append(matrix)
+    cis = {level: (float("nan"), float("nan")) for level in inference.LEVELS}
     if n_boot > 0 and subjects:
-        reps = boot.mean(axis=1)
-        reps = reps[np.isfinite(reps)]
-        if reps.size:
-            low, high = (float(v) for v in np.percentile(reps, [50 * (1 - ci), 50 * (1 + ci)]))
-    u_models = sorted(set(u_rows["model"]))
+        cis["voxels"] = inference.percentile_ci(boot.mean(axis=1), ci)
+    enough = len(subjects) >= inference.MIN_SUBJECTS
+    if n_boot > 0 and enough:
+        for i, level in enumerate(("hierarchical", "subjects"), start=1):
+            stream = np.random.default_rng([int(seed), key, i])
+            means = inference.resample_subject_means(matrices, n_boot, stream, level)[..., 0]
+            with np.errstate(invalid="ignore"):
+                u_mean = inference.slot_mean(np.moveaxis(means[:, :, 1:], 2, 1))
+            per_slot = means[:, :, 0] - u_mean
+            cis[level] = inference.percentile_ci(
+                inference.slot_mean(per_slot[:, :, None])[:, 0], ci
+            )
+    tests = inference.one_sample_tests(
+        np.asarray(gaps), rng=np.random.default_rng([int(seed), key, 3])
+    )
+    sizes = sample_sizes(pd.concat([t_rows, u_rows]), subjects)
     return {
         "dataset": dataset,
         "family": t_rows["family"].iloc[0],
@@ -594,9 +630,21 @@ def _gap_row(dataset, trained, group, loader, n_boot, seed, ci) -> dict:
         "mean_r_trained": float(np.mean(means_t)) if subjects else float("nan"),
         "mean_r_untrained": float(np.mean(means_u)) if subjects else float("nan"),
         "gap": float(np.mean(gaps)) if subjects else float("nan"),
-        "gap_ci_low": low,
-        "gap_ci_high": high,
+        "gap_ci_low": cis["hierarchical"][0],
+        "gap_ci_high": cis["hierarchical"][1],
         "n_boot": int(n_boot) if subjects else 0,
+        "gap_ci_low_subjects": cis["subjects"][0],
+        "gap_ci_high_subjects": cis["subjects"][1],
+        "gap_ci_low_voxels": cis["voxels"][0],
+        "gap_ci_high_voxels": cis["voxels"][1],
+        "gap_t": tests["t"],
+        "gap_t_p": tests["t_p"],
+        "gap_signflip_p": tests["signflip_p"],
+        "n_voxels": sizes["n_voxels"],
+        "n_train_stories": sizes["n_train_stories"],
+        "n_test_stories": sizes["n_test_stories"],
+        "resampling": inference.RESAMPLING,
+        "note": "" if enough else inference.too_few_subjects_note(len(subjects)),
     }
 
 

@@ -37,7 +37,7 @@ from lmbrain.io import atomic_path, save_json, save_npz
 
 #: Measures written first, in this order, when a fit has them; other per-voxel numeric
 #: arrays follow in sorted order.
-MAP_MEASURES = ("r", "r2", "alpha", "cv_score", "cc_max", "r_norm")
+MAP_MEASURES = ("r", "r2", "alpha", "cv_score", "cc_max", "r_norm", "p", "q")
 KINDS = ("volume", "surface", "vector")
 STRUCTURES = {"L": "CortexLeft", "R": "CortexRight"}
 _EXTENSION_CODE = "comment"  # NIfTI extension code 6: free text (here JSON)

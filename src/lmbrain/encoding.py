@@ -8,6 +8,7 @@ fraction). The workflow's fit rule calls :func:`fit_encoding_model`; so can a no
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from lmbrain.config import section
 from lmbrain.features import read_feature_info, read_feature_times, read_features
 from lmbrain.fitting import alpha_grid, fit_ridge_cv, nested_train_subsets, predict
 from lmbrain.scoring import normalized_r, pearson_r, r2_score, summarize_scores
+from lmbrain.significance import voxel_significance
 from lmbrain.temporal import build_design, prepare_responses
 
 
@@ -212,6 +214,7 @@ def fit_encoding_model(
     seed: int = 0,
     subjects: list[str] | None = None,
     designs: dict | None = None,
+    significance: dict | None = None,
 ):
     """Fit and score one voxelwise encoding model.
 
@@ -243,11 +246,18 @@ def fit_encoding_model(
         ``temporal``) to build each story's matrix once (the workflow's fit job does); the
         fractions' story sets are nested, so the cache never holds more than the largest
         fraction's fit needs. Never share it across layers, feature files or settings.
+    significance : dict, optional
+        The config's ``scoring.significance`` (method, n_permutations, block_trs, alpha) for
+        the per-voxel p-values of the test r (:func:`lmbrain.significance.voxel_significance`,
+        seeded by ``seed`` and the fit's subject, feature file, layer and fraction); default
+        no test (``p``, ``q`` NaN).
 
     Returns
     -------
     voxels : dict of ndarray
-        Per-voxel ``r``, ``r2``, ``alpha``, ``cv_score``, ``cc_max``, ``r_norm``, ``hemisphere``.
+        Per-voxel ``r``, ``r2``, ``alpha``, ``cv_score``, ``cc_max``, ``r_norm``, ``p``, ``q``
+        (one-sided p-value of r and its Benjamini-Hochberg q over the subject's voxels),
+        ``hemisphere``.
         With several outer folds (leave-one-run-out), ``r`` and ``r2`` are the means over
         folds of each held-out run's scores, ``alpha`` the median and ``cv_score`` the mean of
         the folds' values.
@@ -276,6 +286,7 @@ def fit_encoding_model(
         return np.concatenate(xs), np.concatenate(ys), np.concatenate(groups)
 
     rs, r2s, alphas, cv_scores = [], [], [], []
+    held_out = []  # (responses, predictions) of each fold, for the significance test
     n_test_trs = 0
     for train_pairs, test_pairs in folds:
         X, Y, groups = load(train_pairs, target=False)
@@ -292,6 +303,7 @@ def fit_encoding_model(
         )
         pred = predict(fit, Xt)
         rs.append(pearson_r(Yt, pred))
+        held_out.append((Yt, pred))
         r2s.append(r2_score(Yt, pred))
         alphas.append(np.asarray(fit.best_alphas, dtype=float))
         cv_scores.append(np.asarray(fit.cv_scores, dtype=float))
@@ -308,6 +320,11 @@ def fit_encoding_model(
     cc = np.full(n_vox, np.nan) if cc_max is None else np.asarray(cc_max, dtype=float)
     r_norm = normalized_r(r, cc, min_cc_max)
     hemi = dataset.voxels(subject)["hemisphere"]
+    key = f"{subject}/{Path(feature_path).name}/{int(layer)}/{float(fraction)}"
+    sig_arrays, sig_row = voxel_significance(
+        held_out, dict(significance or {"n_permutations": 0}), seed, key
+    )
+    del held_out
 
     info = read_feature_info(feature_path)
     n_layers = int(info["n_layers"])
@@ -323,6 +340,7 @@ def fit_encoding_model(
         "n_train_stories": len(folds[0][0]),
         "n_train_trs": int(X.shape[0]),
         "n_test_trs": n_test_trs,
+        "n_test_stories": len(tested),
         "n_features": int(X.shape[1]),
         "n_voxels": int(n_vox),
         "mean_r": mean["mean"],
@@ -333,6 +351,7 @@ def fit_encoding_model(
         "n_voxels_excluded": mean["n_excluded"],
         "n_voxels_ceiling": int(np.isfinite(r_norm).sum()),
         "mean_cv_score": summarize_scores(cv_score)["mean"],
+        **sig_row,
         "solver": fit.solver,
         "train_stories": ",".join(train),
         "test_stories": ",".join(tested),
@@ -348,6 +367,7 @@ def fit_encoding_model(
         "cv_score": cv_score.astype(np.float32),
         "cc_max": cc.astype(np.float32),
         "r_norm": r_norm.astype(np.float32),
+        **sig_arrays,
         "hemisphere": hemi,
     }
     return voxels, row

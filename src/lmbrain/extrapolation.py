@@ -18,8 +18,10 @@ for every point of the fit, i.e. paired across models or amounts of data). A poi
 replicate is the mean over the drawn subjects of their resampled voxel means; the line is
 refitted and ``x*`` recomputed. Percentile intervals are reported for the slope and for
 ``log10 x*`` (nearest-rank percentiles, so replicates with ``x* = inf`` are handled: an
-upper bound of ``inf`` means the data cannot exclude that the target is never reached). With
-a single subject the subject level is constant and only voxels vary.
+upper bound of ``inf`` means the data cannot exclude that the target is never reached).
+The headline intervals need at least 3 subjects (NaN otherwise, and ``note`` says so);
+the subject-only (``*_subjects``) and voxel-only (``*_voxels``) intervals are reported
+beside them (:mod:`lmbrain.inference`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from lmbrain.aggregate import fit_line
+from lmbrain import inference
+from lmbrain.aggregate import fit_line, sample_sizes
 from lmbrain.errors import InputError
 
 EXTRAPOLATION_COLUMNS: tuple[str, ...] = (
@@ -53,6 +56,18 @@ EXTRAPOLATION_COLUMNS: tuple[str, ...] = (
     "log10_x_target_ci_high",
     "n_boot",
     "note",
+    "slope_ci_low_subjects",
+    "slope_ci_high_subjects",
+    "log10_x_target_ci_low_subjects",
+    "log10_x_target_ci_high_subjects",
+    "slope_ci_low_voxels",
+    "slope_ci_high_voxels",
+    "log10_x_target_ci_low_voxels",
+    "log10_x_target_ci_high_voxels",
+    "n_voxels",
+    "n_train_stories",
+    "n_test_stories",
+    "resampling",
 )
 """Columns of :func:`scaling_extrapolations`."""
 
@@ -167,7 +182,9 @@ def extrapolate(
     -------
     dict
         ``slope intercept r2 slope_ci_low slope_ci_high target log10_x_target x_target
-        log10_x_target_ci_low log10_x_target_ci_high n_boot note`` (see the module docstring).
+        log10_x_target_ci_low log10_x_target_ci_high n_boot note`` and the subject-only and
+        voxel-only intervals ``*_subjects``, ``*_voxels`` (see the module docstring). The
+        replicates are drawn in the order hierarchical, subjects, voxels from ``rng``.
     """
     lx = np.log10(np.asarray(x, float))
     slope, intercept, r2 = fit_line(lx, y)
@@ -193,13 +210,30 @@ def extrapolate(
         "n_boot": 0,
         "note": note,
     }
+    for level in ("subjects", "voxels"):
+        for name in ("slope", "log10_x_target"):
+            out[f"{name}_ci_low_{level}"] = out[f"{name}_ci_high_{level}"] = float("nan")
     if np.isfinite(slope) and n_boot > 0 and subject_values:
         rng = np.random.default_rng(0) if rng is None else rng
-        ys = two_level_bootstrap(subject_values, n_boot, rng)
-        slopes, intercepts = _batch_lines(lx, ys)
-        out["slope_ci_low"], out["slope_ci_high"] = _nearest_percentiles(slopes, ci)
-        low, high = _nearest_percentiles(log10_x_at(target, slopes, intercepts), ci)
-        out["log10_x_target_ci_low"], out["log10_x_target_ci_high"] = low, high
+        n_sub = len(subject_values)
+        levels = inference.LEVELS
+        if n_sub < inference.MIN_SUBJECTS:  # subject-level intervals withheld
+            levels = ("voxels",)
+            out["note"] = "; ".join(filter(None, [note, inference.too_few_subjects_note(n_sub)]))
+        for level in levels:
+            if level == "hierarchical":
+                ys = two_level_bootstrap(subject_values, n_boot, rng)
+                suffix = ""
+            else:
+                means = inference.resample_subject_means(subject_values, n_boot, rng, level)
+                ys = inference.slot_mean(means[..., 0])
+                suffix = f"_{level}"
+            slopes, intercepts = _batch_lines(lx, ys)
+            low, high = _nearest_percentiles(slopes, ci)
+            out[f"slope_ci_low{suffix}"], out[f"slope_ci_high{suffix}"] = low, high
+            low, high = _nearest_percentiles(log10_x_at(target, slopes, intercepts), ci)
+            out[f"log10_x_target_ci_low{suffix}"] = low
+            out[f"log10_x_target_ci_high{suffix}"] = high
         out["n_boot"] = int(n_boot)
     return out
 
@@ -313,7 +347,15 @@ def _row(spec, rows, point_key, loader, n_boot, seed, target, y_column, voxel_ke
         "n_points": len(points),
         "n_subjects": len(subjects),
         **result,
+        **_n_columns(rows),
+        "resampling": inference.RESAMPLING,
     }
+
+
+def _n_columns(rows: pd.DataFrame) -> dict:
+    """n_voxels (summed over subjects), n_train_stories (largest), n_test_stories."""
+    out = sample_sizes(rows, sorted(rows["subject"].unique()))
+    return {k: out[k] for k in ("n_voxels", "n_train_stories", "n_test_stories")}
 
 
 def _subject_values(rows, point_key, index, loader, voxel_key) -> np.ndarray:

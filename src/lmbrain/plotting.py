@@ -520,7 +520,9 @@ def slope_text(row: pd.Series | None, ci: bool = True) -> str:
     row : pandas.Series or None
         A row of the fit table (slope, slope_ci_low, slope_ci_high).
     ci : bool
-        Append the bootstrap 95% CI in brackets.
+        Append the bootstrap 95% CI in brackets: the hierarchical one (subjects, then
+        voxels), or, where that is NaN (fewer than 3 subjects), the voxel-only one marked
+        ``(voxels only)``.
 
     Returns
     -------
@@ -530,8 +532,13 @@ def slope_text(row: pd.Series | None, ci: bool = True) -> str:
     if row is None or not np.isfinite(row["slope"]):
         return "slope n/a"
     text = f"slope = {_num(row['slope'])} per decade"
-    if ci and np.isfinite(row["slope_ci_low"]) and np.isfinite(row["slope_ci_high"]):
-        text += f" [{_num(row['slope_ci_low'])}, {_num(row['slope_ci_high'])}]"
+    if not ci:
+        return text
+    if np.isfinite(row["slope_ci_low"]) and np.isfinite(row["slope_ci_high"]):
+        return text + f" [{_num(row['slope_ci_low'])}, {_num(row['slope_ci_high'])}]"
+    low, high = row.get("slope_ci_low_voxels", np.nan), row.get("slope_ci_high_voxels", np.nan)
+    if np.isfinite(low) and np.isfinite(high):  # < 3 subjects: the voxel-only CI, labelled
+        return text + f" [{_num(low)}, {_num(high)}] (voxels only)"
     return text
 
 
