@@ -484,3 +484,53 @@ def test_real_minilm_encoder_from_package(tmp_path):
     slow = extract_word_features_naive(model, tok, words, [0, 6], **kw)
     assert fast[6].shape == (len(words), 384)
     np.testing.assert_allclose(fast[6], slow[6], rtol=1e-4, atol=1e-5)
+
+
+def test_out_of_memory_retries_with_smaller_batches(loaded, monkeypatch):
+    """A GPU out-of-memory error halves the windows per pass instead of ending the job."""
+    import functools
+
+    import torch
+
+    model, tok = loaded["llama"]
+    kw = {"context_tokens": 9, "stride_tokens": 4, "progress": False}
+    want = extract_word_features(model, tok, WORDS, [0, 2], batch_size=1, **kw)
+    forward, shapes, failed = model.forward, [], []
+
+    @functools.wraps(forward)  # keeps the signature (use_cache detection)
+    def flaky(*args, **kwargs):
+        n = kwargs["input_ids"].shape[0]
+        shapes.append(n)
+        if n > 2 and not failed:  # the first real batch: as a GPU would
+            failed.append(n)
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", flaky)
+    with pytest.warns(UserWarning, match="out of memory with 8 windows per pass; retrying with 4"):
+        got = extract_word_features(model, tok, WORDS, [0, 2], batch_size=8, **kw)
+    assert failed == [8] and max(shapes[shapes.index(8) + 1 :]) == 4
+    for layer in (0, 2):
+        np.testing.assert_allclose(got[layer], want[layer], rtol=1e-4, atol=1e-5)
+        assert np.abs(got[layer]).max() > 0
+
+
+def test_out_of_memory_at_one_window_is_raised(loaded, monkeypatch):
+    import functools
+
+    import torch
+
+    model, tok = loaded["llama"]
+    forward = model.forward
+
+    @functools.wraps(forward)
+    def broke(*args, **kwargs):
+        if kwargs["input_ids"].shape[1] > 8:  # every window, not the tiny probe
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", broke)
+    with pytest.warns(UserWarning, match="retrying"), pytest.raises(torch.OutOfMemoryError):
+        extract_word_features(
+            model, tok, WORDS, [1], context_tokens=9, batch_size=4, progress=False
+        )

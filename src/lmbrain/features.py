@@ -51,6 +51,7 @@ import hashlib
 import json
 import os
 import warnings
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,10 +183,12 @@ def is_causal(model) -> bool:
     """Whether a token's hidden state ignores later tokens (checked with a tiny probe).
 
     Two 4-token inputs differing only in the last token are run; the model is causal when
-    the first three positions agree.
+    the first three positions agree. The answer is kept per model object (:data:`_CAUSAL`).
     """
     import torch
 
+    if model in _CAUSAL:
+        return _CAUSAL[model]
     n_vocab = model.get_input_embeddings().weight.shape[0]
     device = next(model.parameters()).device
     base = [(7 * k + 3) % n_vocab for k in range(4)]
@@ -194,7 +197,14 @@ def is_causal(model) -> bool:
         a = model(input_ids=torch.tensor([base], device=device)).last_hidden_state[0, :3]
         b = model(input_ids=torch.tensor([other], device=device)).last_hidden_state[0, :3]
     a, b = a.float(), b.float()
-    return bool(torch.allclose(a, b, rtol=1e-3, atol=1e-5 * float(a.abs().max()) + 1e-7))
+    causal = bool(torch.allclose(a, b, rtol=1e-3, atol=1e-5 * float(a.abs().max()) + 1e-7))
+    _CAUSAL[model] = causal
+    return causal
+
+
+#: :func:`is_causal` per model object, asked once (an extraction job asks once per story; on
+#: a GPU each probe is two passes over every weight).
+_CAUSAL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def plan_windows(n_tokens: int, context_tokens: int, stride_tokens: int) -> list[tuple]:
@@ -474,29 +484,72 @@ def _run_windows(
     if not len(story.ids) or not layers:
         return out
     jobs = [_window_job(story, w, add_suffix) for w in windows]
-    batches = [jobs[i : i + batch_size] for i in range(0, len(jobs), batch_size)]
     pad_id = _pad_id(model, story)
     kwargs = _forward_kwargs(model)
     probe = jobs[0][0]
     probe_ids, probe_mask = _pad_batch([probe[:8], probe[:5]], pad_id, device)
+    size, done = max(1, int(batch_size)), 0
     with torch.inference_mode():
         taps = _HiddenStateTaps(model, layers, probe_ids, probe_mask, kwargs)
-        with taps:
-            for batch in tqdm(batches, desc=desc, unit="batch", disable=not progress):
-                input_ids, mask = _pad_batch([job[0] for job in batch], pad_id, device)
-                rows = torch.cat([torch.full((len(j[2]),), b) for b, j in enumerate(batch)])
-                cols = torch.cat([torch.as_tensor(j[2]) for j in batch])
-                words = np.concatenate([j[1] for j in batch])
-                if taps.run(input_ids, mask, rows, cols, words, out):
+        with taps, tqdm(total=len(jobs), desc=desc, unit="window", disable=not progress) as bar:
+            while done < len(jobs):
+                batch = jobs[done : done + size]
+                try:
+                    _run_batch(model, taps, batch, layers, pad_id, device, kwargs, out)
+                except torch.OutOfMemoryError:
+                    if size == 1:
+                        raise
+                    size = _smaller_batch(size)
                     continue
-                states = model(
-                    input_ids=input_ids, attention_mask=mask, output_hidden_states=True, **kwargs
-                ).hidden_states
-                index = _RowIndex(rows, cols)
-                for layer in layers:
-                    _write(out[layer], index.take(states[layer]), words)
-                del states
+                done += len(batch)
+                bar.update(len(batch))
     return out
+
+
+def _run_batch(model, taps, batch, layers, pad_id, device, kwargs, out) -> None:
+    """One forward pass over a batch of window jobs, writing each emitted word's rows.
+
+    Nothing is written unless the whole pass succeeds, so a batch that fails (out of memory)
+    can be run again, whole or split, with the same result.
+    """
+    import torch
+
+    input_ids, mask = _pad_batch([job[0] for job in batch], pad_id, device)
+    rows = torch.cat([torch.full((len(j[2]),), b) for b, j in enumerate(batch)])
+    cols = torch.cat([torch.as_tensor(j[2]) for j in batch])
+    words = np.concatenate([j[1] for j in batch])
+    if taps.run(input_ids, mask, rows, cols, words, out):
+        return
+    states = model(
+        input_ids=input_ids, attention_mask=mask, output_hidden_states=True, **kwargs
+    ).hidden_states
+    index = _RowIndex(rows, cols)
+    picked = {layer: index.take(states[layer]) for layer in layers}
+    del states
+    for layer in layers:
+        _write(out[layer], picked[layer], words)
+
+
+def _smaller_batch(size: int) -> int:
+    """Half the windows per pass, after an out-of-memory error (re-raised at one window).
+
+    The allocator's cached blocks are released first, so the retry starts from the memory the
+    model itself holds. The smaller size is kept for the rest of the story: a batch that did
+    not fit once would not fit next time either (the windows all have the same length).
+    """
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    warnings.warn(
+        f"out of memory with {size} windows per pass; retrying with {size // 2} "
+        "(lower features.batch_size to avoid the retries)",
+        stacklevel=4,
+    )
+    return size // 2
 
 
 class _RowIndex:
@@ -518,15 +571,51 @@ def _write(out, picked, words) -> None:
     """``out[words] = picked`` as float32, then ``out``'s dtype (float16 storage).
 
     ``words`` increase; a contiguous run (always, for a story's windows) is written as one
-    slice, which an HDF5 dataset takes as one block.
+    slice, which an HDF5 dataset takes as one block. Rows on a GPU come over through
+    :func:`_fetch` (in the model's dtype, through page-locked memory).
     """
     if not len(words):
         return
-    picked = picked.float().cpu().numpy().astype(out.dtype, copy=False)
-    if words[-1] - words[0] + 1 == len(words):
-        out[int(words[0]) : int(words[-1]) + 1] = picked
+    import torch
+
+    host = _fetch(picked)
+    run = words[-1] - words[0] + 1 == len(words)
+    if run and isinstance(out, np.ndarray) and out.dtype == np.float32:
+        # widened straight into the destination: one pass over the host memory
+        torch.from_numpy(out[int(words[0]) : int(words[-1]) + 1]).copy_(host)
+        return
+    rows = host.float().numpy().astype(out.dtype, copy=False)
+    if run:
+        out[int(words[0]) : int(words[-1]) + 1] = rows
     else:
-        out[words] = picked
+        out[words] = rows
+
+
+#: Page-locked host buffers that GPU rows are copied into, one per dtype, grown as needed.
+_PINNED: dict = {}
+
+
+def _fetch(picked):
+    """``picked`` on the host, in its own dtype (a view of a reused buffer for GPU tensors).
+
+    A bf16/fp16 model's rows travel in its dtype, half the bytes of float32, and are widened
+    on the CPU; the copy goes through a page-locked buffer, which a GPU copies into several
+    times faster than into pageable memory (BENCHMARKS.md, *GPU*). The view is valid until
+    the next call.
+    """
+    import torch
+
+    if picked.device.type != "cuda":
+        return picked.cpu()
+    n = picked.numel()
+    buf = _PINNED.get(picked.dtype)
+    if buf is None or buf.numel() < n:
+        buf = _PINNED[picked.dtype] = torch.empty(
+            max(n, 2 * (0 if buf is None else buf.numel())), dtype=picked.dtype, pin_memory=True
+        )
+    view = buf[:n].view(picked.shape)
+    view.copy_(picked)  # synchronous: the buffer is reused by the next call
+    return view
 
 
 def _forward_kwargs(model) -> dict:
