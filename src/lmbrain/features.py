@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import warnings
@@ -467,24 +468,42 @@ def _run_windows(
     located that way fall back to ``output_hidden_states=True`` (every layer of the batch held
     until the pass ends).
     """
-    import torch
-    from tqdm.auto import tqdm
+    layers = _layers_of(model, layers)
+    out = _outputs(model, story, layers, out)
+    if not len(story.ids) or not layers:
+        return out
+    jobs = [(*_window_job(story, w, add_suffix), out) for w in windows]
+    _run_jobs(model, jobs, layers, batch_size, device, _pad_id(model, story), progress, desc)
+    return out
 
+
+def _layers_of(model, layers) -> list[int]:
     from lmbrain.models import n_layers_from_config
 
     n_layers = n_layers_from_config(model.config.to_dict())
-    layers = _check_layers(layers, n_layers if n_layers is not None else max(layers, default=0))
-    device = torch.device(device) if device else next(model.parameters()).device
+    return _check_layers(layers, n_layers if n_layers is not None else max(layers, default=0))
+
+
+def _outputs(model, story, layers, out):
+    """``out`` checked against the story's shape, or new zero float32 arrays."""
     hidden = model.get_input_embeddings().weight.shape[1]
     shape = (len(story.word_last), hidden)
     if out is None:
-        out = {layer: np.zeros(shape, dtype=np.float32) for layer in layers}
-    elif any(tuple(out[layer].shape) != shape for layer in layers):
+        return {layer: np.zeros(shape, dtype=np.float32) for layer in layers}
+    if any(tuple(out[layer].shape) != shape for layer in layers):
         raise ValueError(f"out arrays must have shape {shape} for layers {layers}")
-    if not len(story.ids) or not layers:
-        return out
-    jobs = [_window_job(story, w, add_suffix) for w in windows]
-    pad_id = _pad_id(model, story)
+    return out
+
+
+def _run_jobs(model, jobs, layers, batch_size, device, pad_id, progress, desc) -> None:
+    """Run window jobs ``(tokens, words, positions, out)`` in batches of ``batch_size``.
+
+    Jobs of different stories may share a batch: each job's rows go to its own ``out``.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    device = torch.device(device) if device else next(model.parameters()).device
     kwargs = _forward_kwargs(model)
     probe = jobs[0][0]
     probe_ids, probe_mask = _pad_batch([probe[:8], probe[:5]], pad_id, device)
@@ -495,7 +514,7 @@ def _run_windows(
             while done < len(jobs):
                 batch = jobs[done : done + size]
                 try:
-                    _run_batch(model, taps, batch, layers, pad_id, device, kwargs, out)
+                    _run_batch(model, taps, batch, layers, pad_id, device, kwargs)
                 except torch.OutOfMemoryError:
                     if size == 1:
                         raise
@@ -503,10 +522,9 @@ def _run_windows(
                     continue
                 done += len(batch)
                 bar.update(len(batch))
-    return out
 
 
-def _run_batch(model, taps, batch, layers, pad_id, device, kwargs, out) -> None:
+def _run_batch(model, taps, batch, layers, pad_id, device, kwargs) -> None:
     """One forward pass over a batch of window jobs, writing each emitted word's rows.
 
     Nothing is written unless the whole pass succeeds, so a batch that fails (out of memory)
@@ -517,17 +535,81 @@ def _run_batch(model, taps, batch, layers, pad_id, device, kwargs, out) -> None:
     input_ids, mask = _pad_batch([job[0] for job in batch], pad_id, device)
     rows = torch.cat([torch.full((len(j[2]),), b) for b, j in enumerate(batch)])
     cols = torch.cat([torch.as_tensor(j[2]) for j in batch])
-    words = np.concatenate([j[1] for j in batch])
-    if taps.run(input_ids, mask, rows, cols, words, out):
-        return
-    states = model(
-        input_ids=input_ids, attention_mask=mask, output_hidden_states=True, **kwargs
-    ).hidden_states
-    index = _RowIndex(rows, cols)
-    picked = {layer: index.take(states[layer]) for layer in layers}
-    del states
-    for layer in layers:
-        _write(out[layer], picked[layer], words)
+    picked = taps.run(input_ids, mask, rows, cols)
+    if picked is None:
+        states = model(
+            input_ids=input_ids, attention_mask=mask, output_hidden_states=True, **kwargs
+        ).hidden_states
+        index = _RowIndex(rows, cols)
+        picked = {layer: index.take(states[layer]) for layer in layers}
+        del states
+    # consecutive jobs with the same destination (one story) are written as one block
+    start = 0
+    for _dest, group in itertools.groupby(batch, key=lambda job: id(job[3])):
+        group = list(group)
+        words = np.concatenate([j[1] for j in group])
+        n = sum(len(j[2]) for j in group)
+        for layer in layers:
+            _write(group[0][3][layer], picked[layer][start : start + n], words)
+        start += n
+
+
+def extract_stories_features(
+    model,
+    tokenizer,
+    stories: Mapping[str, Sequence[str]],
+    layers: Sequence[int],
+    context_tokens: int = 256,
+    stride_tokens: int | None = None,
+    batch_size: int = 8,
+    device: str | None = None,
+    progress: bool = True,
+    causal: bool | None = None,
+    outs: Mapping[str, Mapping[int, np.ndarray]] | None = None,
+) -> dict[str, dict[int, np.ndarray]]:
+    """:func:`extract_word_features` for several stories, their windows batched together.
+
+    The same windows and the same vectors as one call per story (up to the batch's padding),
+    but a forward pass is filled with windows of consecutive stories instead of ending with
+    each story: on a GPU a ~1,000-word story is about one pass, and small models spend more
+    time between passes than in them (BENCHMARKS.md, *GPU*).
+
+    Parameters
+    ----------
+    stories : mapping of str -> sequence of str
+        Story name to its words, in the order to run them.
+    outs : mapping of str -> mapping of int -> array-like, optional
+        Per story, as ``out`` of :func:`extract_word_features`.
+    model, tokenizer, layers, context_tokens, stride_tokens, batch_size, device, progress,
+    causal
+        As :func:`extract_word_features`.
+
+    Returns
+    -------
+    dict of str -> dict of int -> ndarray
+        Per story, as :func:`extract_word_features` returns.
+    """
+    if stride_tokens is not None and stride_tokens < 1:
+        raise ValueError(f"stride_tokens must be positive, got {stride_tokens}")
+    layers = _layers_of(model, layers)
+    if causal is None:
+        causal = is_causal(model)
+    result, jobs, pad_id = {}, [], None
+    for name, words in stories.items():
+        story = tokenize_story(tokenizer, words)
+        out = result[name] = _outputs(model, story, layers, None if outs is None else outs[name])
+        if causal:
+            stride = _fit_stride(model, story, context_tokens, stride_tokens)
+            windows = plan_windows(len(story.ids), context_tokens, stride)
+        else:
+            _fit_stride(model, story, context_tokens, 0)
+            windows = per_word_windows(story.word_last, context_tokens)
+        if len(story.ids):
+            pad_id = _pad_id(model, story) if pad_id is None else pad_id
+            jobs += [(*_window_job(story, w, not causal), out) for w in windows]
+    if jobs and layers:
+        _run_jobs(model, jobs, layers, batch_size, device, pad_id, progress, "features")
+    return result
 
 
 def _smaller_batch(size: int) -> int:
@@ -778,10 +860,10 @@ class _HiddenStateTaps:
                 stacklevel=4,
             )
 
-    def run(self, input_ids, mask, rows, cols, words, out) -> bool:
-        """Run one batch, storing ``out[layer][words]``; False if the taps did not all fire."""
+    def run(self, input_ids, mask, rows, cols) -> dict | None:
+        """Run one batch; ``{layer: rows}`` on the device, None if the taps did not all fire."""
         if not self.taps:
-            return False
+            return None
         batch = self._batch = {
             "calls": {},
             "picked": {},
@@ -799,10 +881,8 @@ class _HiddenStateTaps:
             self._batch = None
         if not ok:
             self._warn("a batch did not call the modules that produce the hidden states")
-            return False
-        for layer, picked in batch["picked"].items():
-            _write(out[layer], picked, words)
-        return True
+            return None
+        return batch["picked"]
 
 
 def _same(a, b) -> bool:
