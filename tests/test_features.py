@@ -314,17 +314,16 @@ def test_taps_follow_shared_blocks_and_scaled_embeddings(family):
     mask[1, 7:] = 0
     rows = torch.tensor([0, 0, 1, 2, 2])
     cols = torch.tensor([3, 10, 6, 0, 9])
-    words = np.arange(5)
-    out = {layer: np.zeros((5, 32), dtype=np.float32) for layer in layers}
     with torch.inference_mode():
         taps = _HiddenStateTaps(model, layers, ids[:2, :8], mask[:2, :8], _forward_kwargs(model))
         assert taps.taps is not None
         with taps:
-            assert taps.run(ids, mask, rows, cols, words, out)
+            out = taps.run(ids, mask, rows, cols)
         states = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states
+    assert out is not None and set(out) == set(layers)
     for layer in layers:
-        np.testing.assert_array_equal(out[layer], states[layer][rows, cols].numpy())
-    assert not np.array_equal(out[0], out[3])
+        np.testing.assert_array_equal(out[layer].numpy(), states[layer][rows, cols].numpy())
+    assert not np.array_equal(out[0].numpy(), out[3].numpy())
 
 
 def test_features_stream_into_hdf5_datasets(loaded, tmp_path):
@@ -484,3 +483,71 @@ def test_real_minilm_encoder_from_package(tmp_path):
     slow = extract_word_features_naive(model, tok, words, [0, 6], **kw)
     assert fast[6].shape == (len(words), 384)
     np.testing.assert_allclose(fast[6], slow[6], rtol=1e-4, atol=1e-5)
+
+
+def test_out_of_memory_retries_with_smaller_batches(loaded, monkeypatch):
+    """A GPU out-of-memory error halves the windows per pass instead of ending the job."""
+    import functools
+
+    import torch
+
+    model, tok = loaded["llama"]
+    kw = {"context_tokens": 9, "stride_tokens": 4, "progress": False}
+    want = extract_word_features(model, tok, WORDS, [0, 2], batch_size=1, **kw)
+    forward, shapes, failed = model.forward, [], []
+
+    @functools.wraps(forward)  # keeps the signature (use_cache detection)
+    def flaky(*args, **kwargs):
+        n = kwargs["input_ids"].shape[0]
+        shapes.append(n)
+        if n > 2 and not failed:  # the first real batch: as a GPU would
+            failed.append(n)
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", flaky)
+    with pytest.warns(UserWarning, match="out of memory with 8 windows per pass; retrying with 4"):
+        got = extract_word_features(model, tok, WORDS, [0, 2], batch_size=8, **kw)
+    assert failed == [8] and max(shapes[shapes.index(8) + 1 :]) == 4
+    for layer in (0, 2):
+        np.testing.assert_allclose(got[layer], want[layer], rtol=1e-4, atol=1e-5)
+        assert np.abs(got[layer]).max() > 0
+
+
+def test_out_of_memory_at_one_window_is_raised(loaded, monkeypatch):
+    import functools
+
+    import torch
+
+    model, tok = loaded["llama"]
+    forward = model.forward
+
+    @functools.wraps(forward)
+    def broke(*args, **kwargs):
+        if kwargs["input_ids"].shape[1] > 8:  # every window, not the tiny probe
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", broke)
+    with pytest.warns(UserWarning, match="retrying"), pytest.raises(torch.OutOfMemoryError):
+        extract_word_features(
+            model, tok, WORDS, [1], context_tokens=9, batch_size=4, progress=False
+        )
+
+
+@pytest.mark.parametrize("arch", ["llama", "bert"])
+def test_stories_batched_together_equal_one_call_per_story(loaded, arch):
+    """Windows of several stories in shared passes give each story its own vectors."""
+    from lmbrain.features import extract_stories_features
+
+    model, tok = loaded[arch]
+    stories = {"a": WORDS[:23], "empty": [], "b": WORDS[5:9], "c": WORDS[:40]}
+    kw = {"context_tokens": 9, "stride_tokens": 4, "progress": False}
+    got = extract_stories_features(model, tok, stories, [0, 2], batch_size=5, **kw)
+    assert list(got) == list(stories)
+    for name, words in stories.items():
+        want = extract_word_features(model, tok, words, [0, 2], batch_size=1, **kw)
+        for layer in (0, 2):
+            assert got[name][layer].shape == (len(words), want[layer].shape[1])
+            np.testing.assert_allclose(got[name][layer], want[layer], rtol=1e-4, atol=1e-5)
+            assert len(words) == 0 or np.abs(got[name][layer]).max() > 0

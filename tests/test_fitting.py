@@ -162,6 +162,47 @@ def test_torch_backend_matches_numpy(solver):
     np.testing.assert_allclose(fit.cv_scores, ref.cv_scores, atol=1e-4)
 
 
+@pytest.mark.parametrize("solver", ["primal", "dual"])
+def test_responses_kept_on_the_device_give_the_same_fit(solver, monkeypatch):
+    """Y copied to the (GPU) backend once and cut there == Y cut on the host batch by batch.
+
+    The torch CPU backend stands in for torch_cuda: the free-memory probe is made to answer.
+    """
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(40, 24) if solver == "primal" else (40, 60))
+    Y = X @ rng.normal(size=(X.shape[1], 9)) + rng.normal(size=(40, 9)) * 3
+    args = (X, Y, _groups(5, 8), [0.1, 10.0, 1000.0])
+    ref = fitting.fit_ridge_cv(*args, backend="numpy", solver=solver)
+    kept = []
+    init = fitting._Responses.__init__
+
+    def spy(self, *a):
+        init(self, *a)
+        kept.append(self.device is not None)
+
+    monkeypatch.setattr(fitting._Responses, "__init__", spy)
+    try:
+        for free in (2**40, 0):  # room for Y, then none
+            monkeypatch.setattr(fitting, "_device_free_bytes", lambda bk, free=free: free)
+            fit = fitting.fit_ridge_cv(*args, backend="torch", solver=solver, n_targets_batch=4)
+            np.testing.assert_array_equal(fit.best_alphas, ref.best_alphas)
+            np.testing.assert_allclose(fit.coef, ref.coef, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(fit.cv_scores, ref.cv_scores, atol=1e-5)
+    finally:
+        fitting.select_backend("numpy")
+    assert kept == [True, False]
+
+
+def test_responses_stay_on_the_host_when_the_gpu_is_too_small():
+    assert fitting._working_bytes(30000, 16384) == 40 * 16384**2 + 8 * 30000 * 16384
+    # 30,000 x 95,000 float32 (11.4 GB) plus ~14.7 GB of working arrays: not on a 24 GB card
+    y_bytes = 30000 * 95000 * 4
+    need = y_bytes + fitting._working_bytes(30000, 16384)
+    assert need > fitting.RESIDENT_FRACTION * 24e9
+    assert need < fitting.RESIDENT_FRACTION * 139e9
+
+
 @pytest.mark.parametrize("dual", [False, True])
 def test_gram_solver_matches_himalaya_estimators(dual):
     """The one-decomposition-per-fold solver against himalaya's RidgeCV / KernelRidgeCV."""

@@ -42,15 +42,25 @@ key/value cache is built, and with ``out`` (HDF5 datasets, see :meth:`FeatureWri
 rows go to disk window batch by window batch. An extraction thus holds the model, the
 activations of the layers in flight and the batch's picked rows, not every layer of the batch
 nor the story's output (BENCHMARKS.md, *Feature extraction memory*).
+
+On a GPU
+--------
+A pass that runs out of GPU memory is retried with half the windows (:func:`_smaller_batch`);
+rows reach the host in the model's dtype through a reused page-locked buffer (:func:`_fetch`)
+and are widened to float32 there; :func:`extract_stories_features` fills each pass with the
+windows of consecutive stories (a ~1,000-word story is one pass, and small models otherwise
+spend most of their time between passes). Measured on an H200: BENCHMARKS.md, *GPU*.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import warnings
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,10 +192,12 @@ def is_causal(model) -> bool:
     """Whether a token's hidden state ignores later tokens (checked with a tiny probe).
 
     Two 4-token inputs differing only in the last token are run; the model is causal when
-    the first three positions agree.
+    the first three positions agree. The answer is kept per model object (:data:`_CAUSAL`).
     """
     import torch
 
+    if model in _CAUSAL:
+        return _CAUSAL[model]
     n_vocab = model.get_input_embeddings().weight.shape[0]
     device = next(model.parameters()).device
     base = [(7 * k + 3) % n_vocab for k in range(4)]
@@ -194,7 +206,14 @@ def is_causal(model) -> bool:
         a = model(input_ids=torch.tensor([base], device=device)).last_hidden_state[0, :3]
         b = model(input_ids=torch.tensor([other], device=device)).last_hidden_state[0, :3]
     a, b = a.float(), b.float()
-    return bool(torch.allclose(a, b, rtol=1e-3, atol=1e-5 * float(a.abs().max()) + 1e-7))
+    causal = bool(torch.allclose(a, b, rtol=1e-3, atol=1e-5 * float(a.abs().max()) + 1e-7))
+    _CAUSAL[model] = causal
+    return causal
+
+
+#: :func:`is_causal` per model object, asked once (an extraction job asks once per story; on
+#: a GPU each probe is two passes over every weight).
+_CAUSAL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def plan_windows(n_tokens: int, context_tokens: int, stride_tokens: int) -> list[tuple]:
@@ -462,46 +481,170 @@ def _run_windows(
     located that way fall back to ``output_hidden_states=True`` (every layer of the batch held
     until the pass ends).
     """
-    import torch
-    from tqdm.auto import tqdm
+    layers = _layers_of(model, layers)
+    out = _outputs(model, story, layers, out)
+    if not len(story.ids) or not layers:
+        return out
+    jobs = [(*_window_job(story, w, add_suffix), out) for w in windows]
+    _run_jobs(model, jobs, layers, batch_size, device, _pad_id(model, story), progress, desc)
+    return out
 
+
+def _layers_of(model, layers) -> list[int]:
     from lmbrain.models import n_layers_from_config
 
     n_layers = n_layers_from_config(model.config.to_dict())
-    layers = _check_layers(layers, n_layers if n_layers is not None else max(layers, default=0))
-    device = torch.device(device) if device else next(model.parameters()).device
+    return _check_layers(layers, n_layers if n_layers is not None else max(layers, default=0))
+
+
+def _outputs(model, story, layers, out):
+    """``out`` checked against the story's shape, or new zero float32 arrays."""
     hidden = model.get_input_embeddings().weight.shape[1]
     shape = (len(story.word_last), hidden)
     if out is None:
-        out = {layer: np.zeros(shape, dtype=np.float32) for layer in layers}
-    elif any(tuple(out[layer].shape) != shape for layer in layers):
+        return {layer: np.zeros(shape, dtype=np.float32) for layer in layers}
+    if any(tuple(out[layer].shape) != shape for layer in layers):
         raise ValueError(f"out arrays must have shape {shape} for layers {layers}")
-    if not len(story.ids) or not layers:
-        return out
-    jobs = [_window_job(story, w, add_suffix) for w in windows]
-    batches = [jobs[i : i + batch_size] for i in range(0, len(jobs), batch_size)]
-    pad_id = _pad_id(model, story)
+    return out
+
+
+def _run_jobs(model, jobs, layers, batch_size, device, pad_id, progress, desc) -> None:
+    """Run window jobs ``(tokens, words, positions, out)`` in batches of ``batch_size``.
+
+    Jobs of different stories may share a batch: each job's rows go to its own ``out``.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    device = torch.device(device) if device else next(model.parameters()).device
     kwargs = _forward_kwargs(model)
     probe = jobs[0][0]
     probe_ids, probe_mask = _pad_batch([probe[:8], probe[:5]], pad_id, device)
+    size, done = max(1, int(batch_size)), 0
     with torch.inference_mode():
         taps = _HiddenStateTaps(model, layers, probe_ids, probe_mask, kwargs)
-        with taps:
-            for batch in tqdm(batches, desc=desc, unit="batch", disable=not progress):
-                input_ids, mask = _pad_batch([job[0] for job in batch], pad_id, device)
-                rows = torch.cat([torch.full((len(j[2]),), b) for b, j in enumerate(batch)])
-                cols = torch.cat([torch.as_tensor(j[2]) for j in batch])
-                words = np.concatenate([j[1] for j in batch])
-                if taps.run(input_ids, mask, rows, cols, words, out):
+        with taps, tqdm(total=len(jobs), desc=desc, unit="window", disable=not progress) as bar:
+            while done < len(jobs):
+                batch = jobs[done : done + size]
+                try:
+                    _run_batch(model, taps, batch, layers, pad_id, device, kwargs)
+                except torch.OutOfMemoryError:
+                    if size == 1:
+                        raise
+                    size = _smaller_batch(size)
                     continue
-                states = model(
-                    input_ids=input_ids, attention_mask=mask, output_hidden_states=True, **kwargs
-                ).hidden_states
-                index = _RowIndex(rows, cols)
-                for layer in layers:
-                    _write(out[layer], index.take(states[layer]), words)
-                del states
-    return out
+                done += len(batch)
+                bar.update(len(batch))
+
+
+def _run_batch(model, taps, batch, layers, pad_id, device, kwargs) -> None:
+    """One forward pass over a batch of window jobs, writing each emitted word's rows.
+
+    Nothing is written unless the whole pass succeeds, so a batch that fails (out of memory)
+    can be run again, whole or split, with the same result.
+    """
+    import torch
+
+    input_ids, mask = _pad_batch([job[0] for job in batch], pad_id, device)
+    rows = torch.cat([torch.full((len(j[2]),), b) for b, j in enumerate(batch)])
+    cols = torch.cat([torch.as_tensor(j[2]) for j in batch])
+    picked = taps.run(input_ids, mask, rows, cols)
+    if picked is None:
+        states = model(
+            input_ids=input_ids, attention_mask=mask, output_hidden_states=True, **kwargs
+        ).hidden_states
+        index = _RowIndex(rows, cols)
+        picked = {layer: index.take(states[layer]) for layer in layers}
+        del states
+    # consecutive jobs with the same destination (one story) are written as one block
+    start = 0
+    for _dest, group in itertools.groupby(batch, key=lambda job: id(job[3])):
+        group = list(group)
+        words = np.concatenate([j[1] for j in group])
+        n = sum(len(j[2]) for j in group)
+        for layer in layers:
+            _write(group[0][3][layer], picked[layer][start : start + n], words)
+        start += n
+
+
+def extract_stories_features(
+    model,
+    tokenizer,
+    stories: Mapping[str, Sequence[str]],
+    layers: Sequence[int],
+    context_tokens: int = 256,
+    stride_tokens: int | None = None,
+    batch_size: int = 8,
+    device: str | None = None,
+    progress: bool = True,
+    causal: bool | None = None,
+    outs: Mapping[str, Mapping[int, np.ndarray]] | None = None,
+) -> dict[str, dict[int, np.ndarray]]:
+    """:func:`extract_word_features` for several stories, their windows batched together.
+
+    The same windows and the same vectors as one call per story (up to the batch's padding),
+    but a forward pass is filled with windows of consecutive stories instead of ending with
+    each story: on a GPU a ~1,000-word story is about one pass, and small models spend more
+    time between passes than in them (BENCHMARKS.md, *GPU*).
+
+    Parameters
+    ----------
+    stories : mapping of str -> sequence of str
+        Story name to its words, in the order to run them.
+    outs : mapping of str -> mapping of int -> array-like, optional
+        Per story, as ``out`` of :func:`extract_word_features`.
+    model, tokenizer, layers, context_tokens, stride_tokens, batch_size, device, progress,
+    causal
+        As :func:`extract_word_features`.
+
+    Returns
+    -------
+    dict of str -> dict of int -> ndarray
+        Per story, as :func:`extract_word_features` returns.
+    """
+    if stride_tokens is not None and stride_tokens < 1:
+        raise ValueError(f"stride_tokens must be positive, got {stride_tokens}")
+    layers = _layers_of(model, layers)
+    if causal is None:
+        causal = is_causal(model)
+    result, jobs, pad_id = {}, [], None
+    for name, words in stories.items():
+        story = tokenize_story(tokenizer, words)
+        out = result[name] = _outputs(model, story, layers, None if outs is None else outs[name])
+        if causal:
+            stride = _fit_stride(model, story, context_tokens, stride_tokens)
+            windows = plan_windows(len(story.ids), context_tokens, stride)
+        else:
+            _fit_stride(model, story, context_tokens, 0)
+            windows = per_word_windows(story.word_last, context_tokens)
+        if len(story.ids):
+            pad_id = _pad_id(model, story) if pad_id is None else pad_id
+            jobs += [(*_window_job(story, w, not causal), out) for w in windows]
+    if jobs and layers:
+        _run_jobs(model, jobs, layers, batch_size, device, pad_id, progress, "features")
+    return result
+
+
+def _smaller_batch(size: int) -> int:
+    """Half the windows per pass, after an out-of-memory error (re-raised at one window).
+
+    The allocator's cached blocks are released first, so the retry starts from the memory the
+    model itself holds. The smaller size is kept for the rest of the story: a batch that did
+    not fit once would not fit next time either (the windows all have the same length).
+    """
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    warnings.warn(
+        f"out of memory with {size} windows per pass; retrying with {size // 2} "
+        "(lower features.batch_size to avoid the retries)",
+        stacklevel=4,
+    )
+    return size // 2
 
 
 class _RowIndex:
@@ -523,15 +666,51 @@ def _write(out, picked, words) -> None:
     """``out[words] = picked`` as float32, then ``out``'s dtype (float16 storage).
 
     ``words`` increase; a contiguous run (always, for a story's windows) is written as one
-    slice, which an HDF5 dataset takes as one block.
+    slice, which an HDF5 dataset takes as one block. Rows on a GPU come over through
+    :func:`_fetch` (in the model's dtype, through page-locked memory).
     """
     if not len(words):
         return
-    picked = picked.float().cpu().numpy().astype(out.dtype, copy=False)
-    if words[-1] - words[0] + 1 == len(words):
-        out[int(words[0]) : int(words[-1]) + 1] = picked
+    import torch
+
+    host = _fetch(picked)
+    run = words[-1] - words[0] + 1 == len(words)
+    if run and isinstance(out, np.ndarray) and out.dtype == np.float32:
+        # widened straight into the destination: one pass over the host memory
+        torch.from_numpy(out[int(words[0]) : int(words[-1]) + 1]).copy_(host)
+        return
+    rows = host.float().numpy().astype(out.dtype, copy=False)
+    if run:
+        out[int(words[0]) : int(words[-1]) + 1] = rows
     else:
-        out[words] = picked
+        out[words] = rows
+
+
+#: Page-locked host buffers that GPU rows are copied into, one per dtype, grown as needed.
+_PINNED: dict = {}
+
+
+def _fetch(picked):
+    """``picked`` on the host, in its own dtype (a view of a reused buffer for GPU tensors).
+
+    A bf16/fp16 model's rows travel in its dtype, half the bytes of float32, and are widened
+    on the CPU; the copy goes through a page-locked buffer, which a GPU copies into several
+    times faster than into pageable memory (BENCHMARKS.md, *GPU*). The view is valid until
+    the next call.
+    """
+    import torch
+
+    if picked.device.type != "cuda":
+        return picked.cpu()
+    n = picked.numel()
+    buf = _PINNED.get(picked.dtype)
+    if buf is None or buf.numel() < n:
+        buf = _PINNED[picked.dtype] = torch.empty(
+            max(n, 2 * (0 if buf is None else buf.numel())), dtype=picked.dtype, pin_memory=True
+        )
+    view = buf[:n].view(picked.shape)
+    view.copy_(picked)  # synchronous: the buffer is reused by the next call
+    return view
 
 
 def _forward_kwargs(model) -> dict:
@@ -694,10 +873,10 @@ class _HiddenStateTaps:
                 stacklevel=4,
             )
 
-    def run(self, input_ids, mask, rows, cols, words, out) -> bool:
-        """Run one batch, storing ``out[layer][words]``; False if the taps did not all fire."""
+    def run(self, input_ids, mask, rows, cols) -> dict | None:
+        """Run one batch; ``{layer: rows}`` on the device, None if the taps did not all fire."""
         if not self.taps:
-            return False
+            return None
         batch = self._batch = {
             "calls": {},
             "picked": {},
@@ -715,10 +894,8 @@ class _HiddenStateTaps:
             self._batch = None
         if not ok:
             self._warn("a batch did not call the modules that produce the hidden states")
-            return False
-        for layer, picked in batch["picked"].items():
-            _write(out[layer], picked, words)
-        return True
+            return None
+        return batch["picked"]
 
 
 def _same(a, b) -> bool:

@@ -369,11 +369,67 @@ def solve_ridge_cv_gram(
         raise ValueError(f"alphas must be positive and finite, got {alphas.tolist()}")
     batch = int(n_targets_batch or targets_batch(*X.shape, Y.shape[1], _default_batch_bytes(Y)))
     batches = [slice(i, i + batch) for i in range(0, Y.shape[1], batch)]
+    responses = _Responses(Y, X.shape)
     gram = _Gram(X, dual)
-    sse, sst = _cv_errors(gram, Y, folds, alphas, batches)
+    sse, sst = _cv_errors(gram, responses, folds, alphas, batches)
     best, cv_scores = _select_alphas(sse, sst, np.array([len(va) for _, va in folds]), alphas)
-    coef = _refit(gram, Y, alphas, best, batches)
+    coef = _refit(gram, responses, alphas, best, batches)
     return coef, alphas[best], cv_scores
+
+
+#: Share of the GPU's free memory that ``Y`` plus the solver's own working arrays may take
+#: for ``Y`` to be copied to the GPU once (see :class:`_Responses`).
+RESIDENT_FRACTION = 0.8
+
+
+def _device_free_bytes(bk) -> int | None:
+    """Free memory of the backend's GPU in bytes; None on CPU backends."""
+    if bk.name != "torch_cuda":
+        return None
+    import torch
+
+    return int(torch.cuda.mem_get_info()[0])
+
+
+def _working_bytes(n_samples: int, n_features: int) -> int:
+    """The GPU solver's own peak without ``Y``: about ``40 m^2 + 8 n p`` bytes.
+
+    ``m = min(n, p)``: the float64 Gram, a fold's copy, its eigenvectors and the
+    eigensolver's workspace, the float32 eigenvectors; ``8 n p``: the training rows of X and
+    their projection in float32 (14.0 GiB measured at 30,000 x 16,384, BENCHMARKS.md, *GPU*).
+    """
+    m = min(n_samples, n_features)
+    return 40 * m * m + 8 * n_samples * n_features
+
+
+class _Responses:
+    """Rows and voxel batches of ``Y`` on the backend.
+
+    On a GPU with room for ``Y`` next to the solver's working arrays (a share
+    :data:`RESIDENT_FRACTION` of its free memory), ``Y`` is copied there once and every
+    ``(rows, voxel batch)`` block is cut on the GPU; otherwise each block is cut on the host
+    and sent (the CPU path, or a GPU too small for ``Y``). At 30,000 x 95,000 the host cuts
+    and transfers took most of a GPU fit (BENCHMARKS.md, *GPU*).
+    """
+
+    def __init__(self, Y: np.ndarray, x_shape: tuple[int, int]):
+        from himalaya.backend import get_backend
+
+        self.bk = get_backend()
+        self.Y = Y
+        self.shape = Y.shape
+        self.device = None
+        free = _device_free_bytes(self.bk)
+        if free is not None and Y.nbytes + _working_bytes(*x_shape) <= RESIDENT_FRACTION * free:
+            self.device = self.bk.asarray(Y)
+
+    def take(self, rows: np.ndarray | None, sl: slice):
+        """``Y[rows, sl]`` (all rows when None) as a backend array."""
+        if self.device is None:
+            return self.bk.asarray(self.Y[:, sl] if rows is None else self.Y[rows, sl])
+        if rows is None:
+            return self.device[:, sl]
+        return self.device[self.bk.asarray(np.asarray(rows, dtype=np.int64)), sl]
 
 
 class _Gram:
@@ -475,7 +531,7 @@ def _evd_fits(n: int) -> bool:
     return 2 * n * n * 8 <= EVD_WORKSPACE_MAX
 
 
-def _cv_errors(gram: _Gram, Y, folds, alphas, batches):
+def _cv_errors(gram: _Gram, Y: _Responses, folds, alphas, batches):
     """Validation SSE ``(n_folds, n_alphas, n_voxels)`` and SST ``(n_folds, n_voxels)``."""
     bk = gram.bk
     sse = np.zeros((len(folds), len(alphas), Y.shape[1]))
@@ -484,8 +540,8 @@ def _cv_errors(gram: _Gram, Y, folds, alphas, batches):
         left, right, lam = gram.spectrum(train, val)
         weights = [bk.asarray((1.0 / (lam + a)).astype(np.float32))[None, :] for a in alphas]
         for sl in batches:
-            Z = bk.matmul(left.T, bk.asarray(Y[train, sl]))
-            Yva = bk.asarray(Y[val, sl])
+            Z = bk.matmul(left.T, Y.take(train, sl))
+            Yva = Y.take(val, sl)
             for i, w in enumerate(weights):
                 err = bk.matmul(right * w, Z)
                 err -= Yva
@@ -510,14 +566,14 @@ def _select_alphas(sse, sst, n_val, alphas):
     return best, r2.mean(0)
 
 
-def _refit(gram: _Gram, Y, alphas, best, batches) -> np.ndarray:
+def _refit(gram: _Gram, Y: _Responses, alphas, best, batches) -> np.ndarray:
     """Weights on all rows, each voxel with its own alpha, in voxel batches."""
     bk = gram.bk
     left, right, lam = gram.spectrum()
     weights = (1.0 / (lam[None, :] + alphas[:, None])).astype(np.float32)
     coef = np.empty((right.shape[0], Y.shape[1]), dtype=np.float32)
     for sl in batches:
-        Z = bk.matmul(left.T, bk.asarray(Y[:, sl]))
+        Z = bk.matmul(left.T, Y.take(None, sl))
         Z *= bk.asarray(np.ascontiguousarray(weights[best[sl]].T))
         coef[:, sl] = bk.to_numpy(bk.matmul(right, Z))
         del Z
@@ -530,13 +586,18 @@ def himalaya_ridge_cv(
     folds: Sequence[tuple[np.ndarray, np.ndarray]],
     alphas: Sequence[float],
     dual: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    cv_scores: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Reference for :func:`solve_ridge_cv_gram` built on himalaya's estimators.
 
     ``himalaya.ridge.RidgeCV`` (primal) or ``himalaya.kernel_ridge.KernelRidgeCV`` (linear
     kernel, dual) with their default selection rule, then the validation R^2 at the selected
     alphas recomputed fold by fold with ``himalaya.ridge.solve_ridge_svd``. Memory grows with
     alphas x voxels: for tests and benchmarks, not for large fits.
+
+    cv_scores : bool, default True
+        Recompute the validation R^2 (one solve per fold and distinct alpha); False returns
+        None in its place (benchmarks that compare alphas and test scores only).
 
     Returns
     -------
@@ -560,12 +621,20 @@ def himalaya_ridge_cv(
         model = RidgeCV(alphas=grid.astype(np.float32), cv=folds).fit(X, Y)
         coef = np.asarray(bk.to_numpy(model.coef_), dtype=np.float32)
     best = _snap_to_grid(bk.to_numpy(model.best_alphas_), grid)
-    scores = []
-    for train, val in folds:
-        weights = solve_ridge_svd(X[train], Y[train], alpha=best.astype(np.float32), warn=False)
-        pred = bk.matmul(bk.asarray(X[val]), weights)
-        scores.append(bk.to_numpy(r2_score(bk.asarray(Y[val]), pred)))
-    return coef, best, np.mean(np.asarray(scores, dtype=np.float64), axis=0)
+    if not cv_scores:
+        return coef, best, None
+    scores = np.zeros((len(folds), Y.shape[1]))
+    for k, (train, val) in enumerate(folds):
+        # one solve per distinct alpha: a per-voxel alpha vector makes solve_ridge_svd build a
+        # (rank, n_train, n_voxels) array (293 GiB at 4,000 voxels, 6,000 TRs)
+        for a in np.unique(best):
+            cols = np.flatnonzero(best == a)
+            weights = solve_ridge_svd(
+                bk.asarray(X[train]), bk.asarray(Y[train][:, cols]), alpha=float(a), warn=False
+            )
+            pred = bk.matmul(bk.asarray(X[val]), weights)
+            scores[k, cols] = bk.to_numpy(r2_score(bk.asarray(Y[val][:, cols]), pred))
+    return coef, best, scores.mean(axis=0)
 
 
 def _snap_to_grid(values, grid: np.ndarray) -> np.ndarray:
