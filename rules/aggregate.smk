@@ -21,6 +21,8 @@ rule summarize_scores:
     params:
         n_bootstrap=CFG["aggregate"]["n_bootstrap"],
         seed=CFG["seed"],
+        metrics=sorted(CFG["aggregate"]["metrics"]),
+        reliable_fraction=CFG["scoring"]["reliable_fraction"],
         methods=methods(),
     script:
         "../scripts/summarize_scores.py"

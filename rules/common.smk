@@ -364,5 +364,6 @@ def methods():
         "alphas": CFG["fitting"]["alphas"],
         "n_folds": CFG["fitting"]["n_folds"],
         "min_cc_max": CFG["scoring"]["min_cc_max"],
+        "reliable_fraction": CFG["scoring"]["reliable_fraction"],
         "significance": CFG["scoring"]["significance"],
     }

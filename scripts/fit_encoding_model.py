@@ -37,6 +37,7 @@ for i, (fraction, voxels_path, row_path) in enumerate(
         fitting=params.fitting,
         cc_max=cc_max,
         min_cc_max=params.scoring["min_cc_max"],
+        reliable_fraction=params.scoring["reliable_fraction"],
         seed=params.seed,
         subjects=params.subjects,
         designs=designs,

@@ -20,6 +20,7 @@ voxels, row = fit_from_feature_file(
     train_on=params.train_on,
     cc_max=np.load(snakemake.input.ceiling)["cc_max"],
     min_cc_max=params.scoring["min_cc_max"],
+    reliable_fraction=params.scoring["reliable_fraction"],
     seed=params.seed,
     responses=load_subject_responses(snakemake.input.responses),
 )

@@ -10,6 +10,8 @@ fits = scaling_fits(
     scores,
     n_boot=snakemake.params.n_bootstrap,
     seed=snakemake.params.seed,
+    metrics=snakemake.params.metrics,
+    reliable_fraction=snakemake.params.reliable_fraction,
 )
 for out, table in [(snakemake.output.scores, scores), (snakemake.output.fits, fits)]:
     with atomic_path(out) as tmp:

@@ -147,6 +147,13 @@ def test_fits_and_ceiling_run_on_nsd(tmp_path):
     )
     assert vox["r"].shape == (ds.mask("subj01")[0].sum(),)
     assert row["n_test_stimuli"] == len(ds.test_stimuli)
+    # the seed papers' summaries are computed from the same voxel arrays
+    from lmbrain.scoring import reliable_voxels
+
+    top = reliable_voxels(vox["cc_max"], 0.25)
+    assert row["n_voxels_reliable"] == top.sum() > 0
+    assert row["mean_r_reliable"] == pytest.approx(np.nanmean(vox["r"][top]))
+    assert row["mean_signed_r2"] == pytest.approx(np.nanmean(np.sign(vox["r"]) * vox["r"] ** 2))
 
 
 def test_missing_design_names_the_file(tmp_path):

@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 
 from lmbrain import inference
-from lmbrain.errors import InputError
+from lmbrain.errors import ConfigError, InputError
+from lmbrain.scoring import reliable_voxels
 
 SCORE_COLUMNS: tuple[str, ...] = (
     "dataset",
@@ -90,8 +91,23 @@ FIT_COLUMNS: tuple[str, ...] = (
     "n_test_stories",
     "resampling",
     "note",
+    "modality",
 )
 """Columns of the table :func:`scaling_fits` returns."""
+
+METRICS: dict[str, str] = {
+    "r": "mean_r",
+    "signed_r2": "mean_signed_r2",
+    "r2_norm": "mean_r2_norm",
+    "reliable": "mean_r_reliable",
+}
+"""Brain-score metrics of the scaling fits (``aggregate.metrics``) and their score column:
+``r`` the mean voxel correlation, ``signed_r2`` the mean sign(r)·r² (Antonello, Vaidya &
+Huth 2023), ``r2_norm`` the mean signed (r / cc_max)², ``reliable`` the mean r over the top
+``scoring.reliable_fraction`` of voxels by ceiling (Bonnasse-Gahot & Pallier 2024); see
+:func:`lmbrain.scoring.paper_summaries`."""
+
+ALL_MODALITIES = "all"
 
 SORT_KEYS = ["dataset", "subject", "model", "layer", "train_fraction"]
 GROUP_KEYS = ["dataset", "subject", "model", "train_fraction"]
@@ -533,11 +549,40 @@ def load_fit_voxels(fit_path: str | Path) -> dict[str, np.ndarray]:
         raise InputError(fit_path, f"cannot read per-voxel arrays ({err})") from err
 
 
-class _VoxelCache:
-    """Loads each fit's voxel arrays once: r as float32, hemisphere as upper-case str."""
+def voxel_metric(arrays: Mapping[str, np.ndarray], metric: str, reliable_fraction: float = 0.25):
+    """Per-voxel values whose mean is the score column of ``metric`` (:data:`METRICS`).
 
-    def __init__(self, load_voxels: Callable[[str], dict]):
+    Used by the scaling fits' voxel bootstrap so that a replicate resamples the same
+    quantity as the point estimate: ``r``; ``sign(r) r**2``; ``sign(r_norm) r_norm**2``;
+    ``r`` on the reliable voxels (:func:`lmbrain.scoring.reliable_voxels` of ``cc_max``) and
+    NaN elsewhere (NaN voxels are skipped by the resampled means).
+    """
+    r = np.asarray(arrays["r"], dtype=np.float64).ravel()
+    if metric == "r":
+        return r
+    if metric == "signed_r2":
+        return np.sign(r) * r**2
+    if metric == "r2_norm":
+        rn = np.asarray(arrays.get("r_norm", np.full(r.shape, np.nan)), dtype=np.float64)
+        return np.sign(rn) * rn**2
+    if metric == "reliable":
+        cc = np.asarray(arrays.get("cc_max", np.full(r.shape, np.nan)), dtype=np.float64)
+        return np.where(reliable_voxels(cc.ravel(), reliable_fraction), r, np.nan)
+    raise ValueError(f"unknown metric {metric!r}; expected one of {sorted(METRICS)}")
+
+
+class _VoxelCache:
+    """Loads each fit's voxel arrays once: the metric's values as float32, hemisphere as str."""
+
+    def __init__(
+        self,
+        load_voxels: Callable[[str], dict],
+        metric: str = "r",
+        reliable_fraction: float = 0.25,
+    ):
         self._load = load_voxels
+        self._metric = metric
+        self._fraction = reliable_fraction
         self._cache: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
 
     def get(self, fit_path: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -545,7 +590,7 @@ class _VoxelCache:
             arrays = self._load(fit_path)
             if "r" not in arrays:
                 raise InputError(fit_path, "per-voxel arrays lack 'r'")
-            r = np.asarray(arrays["r"], dtype=np.float32).ravel()
+            r = voxel_metric(arrays, self._metric, self._fraction).astype(np.float32)
             hemi = arrays.get("hemisphere")
             if hemi is not None:
                 hemi = np.char.upper(np.asarray(hemi).astype(str).ravel())
@@ -716,31 +761,64 @@ def _spec(dataset: str, fit: str, group: str, x_variable: str, y_variable: str) 
     }
 
 
-def _dataset_fits(best: pd.DataFrame, dataset: str, boot) -> list[dict]:
-    """The params, data and asymmetry fits of one dataset's best-layer rows."""
+def _modality(rows: pd.DataFrame) -> pd.Series:
+    """Each row's modality (``text`` where the score rows predate the column)."""
+    if "modality" not in rows.columns:
+        return pd.Series("text", index=rows.index)
+    return rows["modality"].fillna("text").astype(str)
+
+
+def _params_fit(dataset, group, modality, rows, metric, boot) -> dict:
+    column = METRICS[metric]
+    spec = _spec(dataset, "params", group, "n_params", column)
+    pts, paths, sub_y = _collect_points(rows, ["model"], "n_params", rows[column])
+    return {**_fit_row(spec, pts, paths, sub_y, "mean_r", boot, rows=rows), "modality": modality}
+
+
+def _dataset_fits(best: pd.DataFrame, dataset: str, boots: dict) -> list[dict]:
+    """The params, data and asymmetry fits of one dataset's best-layer rows.
+
+    ``boots`` maps each metric to its (n_boot, seed, voxel cache); ``r`` comes first.
+    """
     trained = best[~best["untrained"]]
     top = at_largest_fraction(best)
     top = top[~top["untrained"]]
+    modality = _modality(top)
     rows = []
-    spec = _spec(dataset, "params", TRAINED, "n_params", "mean_r")
-    pts, paths, sub_y = _collect_points(top, ["model"], "n_params", top["mean_r"])
-    rows.append(_fit_row(spec, pts, paths, sub_y, "mean_r", boot, rows=top))
+    for metric, boot in boots.items():
+        column = METRICS[metric]
+        if column not in best.columns:
+            continue
+        rows.append(_params_fit(dataset, TRAINED, ALL_MODALITIES, top, metric, boot))
+        spec = _spec(dataset, "data", TRAINED, "n_train_trs", column)
+        keys = ["model", "train_fraction"]
+        pts, paths, sub_y = _collect_points(trained, keys, "n_train_trs", trained[column])
+        groups = pd.factorize(pts["model"])[0]
+        fit = _fit_row(spec, pts, paths, sub_y, "mean_r", boot, groups, rows=trained)
+        rows.append({**fit, "modality": ALL_MODALITIES})
+        for model in sorted(best["model"].unique()):
+            sub = best[best["model"] == model]
+            spec = _spec(dataset, "data", model, "n_train_trs", column)
+            pts, paths, sub_y = _collect_points(sub, ["train_fraction"], "n_train_trs", sub[column])
+            fit = _fit_row(spec, pts, paths, sub_y, "mean_r", boot, rows=sub)
+            rows.append({**fit, "modality": ",".join(sorted(set(_modality(sub))))})
+        # Antonello et al. (2023) fit text and speech models separately, and each family
+        if modality.nunique() > 1:
+            for m in sorted(modality.unique()):
+                sub = top[modality == m]
+                rows.append(_params_fit(dataset, f"modality:{m}", m, sub, metric, boot))
+        for family in sorted(top["family"].dropna().unique()):
+            sub = top[top["family"] == family]
+            if sub["model"].nunique() > 1:
+                m = ",".join(sorted(set(_modality(sub))))
+                rows.append(_params_fit(dataset, f"family:{family}", m, sub, metric, boot))
 
-    spec = _spec(dataset, "data", TRAINED, "n_train_trs", "mean_r")
-    keys = ["model", "train_fraction"]
-    pts, paths, sub_y = _collect_points(trained, keys, "n_train_trs", trained["mean_r"])
-    groups = pd.factorize(pts["model"])[0]
-    rows.append(_fit_row(spec, pts, paths, sub_y, "mean_r", boot, groups, rows=trained))
-    for model in sorted(best["model"].unique()):
-        sub = best[best["model"] == model]
-        spec = _spec(dataset, "data", model, "n_train_trs", "mean_r")
-        pts, paths, sub_y = _collect_points(sub, ["train_fraction"], "n_train_trs", sub["mean_r"])
-        rows.append(_fit_row(spec, pts, paths, sub_y, "mean_r", boot, rows=sub))
-
+    boot = boots["r"]
     spec = _spec(dataset, "asymmetry", TRAINED, "n_params", "mean_r_left_minus_right")
     asym = top["mean_r_left"] - top["mean_r_right"]
     pts, paths, sub_y = _collect_points(top, ["model"], "n_params", asym)
-    rows.append(_fit_row(spec, pts, paths, sub_y, "asymmetry", boot, rows=top))
+    fit = _fit_row(spec, pts, paths, sub_y, "asymmetry", boot, rows=top)
+    rows.append({**fit, "modality": ALL_MODALITIES})
     return rows
 
 
@@ -749,6 +827,8 @@ def scaling_fits(
     load_voxels: Callable[[str], dict] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    metrics: Sequence[str] = ("r",),
+    reliable_fraction: float = 0.25,
 ) -> pd.DataFrame:
     """Log-linear scaling fits of brain score against model size and training data.
 
@@ -766,6 +846,12 @@ def scaling_fits(
         Seed; the same seed gives an identical table. Each fit draws from its own stream,
         derived from the seed and the fit's (dataset, fit, group), so adding a model does
         not change the intervals of unrelated fits.
+    metrics : sequence of str, default ("r",)
+        Brain scores to fit (:data:`METRICS`; ``aggregate.metrics``); ``r`` is always fitted
+        first. Each adds its own params and data fits, ``y_variable`` naming its column
+        (``mean_signed_r2`` ...); a metric whose column the score table lacks is skipped.
+    reliable_fraction : float, default 0.25
+        ``scoring.reliable_fraction``, for the ``reliable`` metric's voxel bootstrap.
 
     Returns
     -------
@@ -783,6 +869,12 @@ def scaling_fits(
           is the within-model R^2).
         - ``fit="asymmetry"``, ``group="trained"``: ``mean_r_left - mean_r_right`` as in
           the params fit (``y_variable="mean_r_left_minus_right"``).
+        - ``fit="params"``, ``group="modality:<text|audio>"`` (only when both modalities
+          are present: Antonello et al. 2023 fit text and speech models separately) and
+          ``group="family:<family>"`` (families with two or more trained models).
+
+        ``modality`` is ``all`` for pooled fits, else the modality (or modalities) of the
+        fit's models (the feature files' ``modality``; ``text`` for older score rows).
 
         A fit with fewer than two distinct x values has NaN slope, intercept, CI and r2,
         its ``n_points`` (points with finite x > 0 and y) and ``n_boot`` = 0.
@@ -807,11 +899,17 @@ def scaling_fits(
     separately. Each level (hierarchical, subjects, voxels) has its own random stream.
     """
     loader = load_fit_voxels if load_voxels is None else load_voxels
-    boot = (int(n_boot), int(seed), _VoxelCache(loader))
+    unknown = sorted(set(metrics) - set(METRICS))
+    if unknown:
+        raise ConfigError(
+            "aggregate.metrics", f"unknown metric(s) {unknown}; use {sorted(METRICS)}"
+        )
+    order = ["r", *[m for m in dict.fromkeys(metrics) if m != "r"]]
+    boots = {m: (int(n_boot), int(seed), _VoxelCache(loader, m, reliable_fraction)) for m in order}
     best = best_layers(scores)
     rows = []
     for dataset in sorted(best["dataset"].unique()):
-        rows.extend(_dataset_fits(best[best["dataset"] == dataset], dataset, boot))
+        rows.extend(_dataset_fits(best[best["dataset"] == dataset], dataset, boots))
     table = pd.DataFrame(rows, columns=list(FIT_COLUMNS))
     ints = ("n_points", "n_boot", "n_subjects", "n_voxels", "n_train_stories", "n_test_stories")
     return table.astype(dict.fromkeys(ints, "int64"))

@@ -15,7 +15,7 @@ import numpy as np
 from lmbrain.config import section
 from lmbrain.features import read_feature_info, read_feature_times, read_features
 from lmbrain.fitting import alpha_grid, fit_ridge_cv, nested_train_subsets, predict
-from lmbrain.scoring import normalized_r, pearson_r, r2_score, summarize_scores
+from lmbrain.scoring import normalized_r, paper_summaries, pearson_r, r2_score, summarize_scores
 from lmbrain.significance import voxel_significance
 from lmbrain.temporal import build_design, prepare_responses
 
@@ -211,6 +211,7 @@ def fit_encoding_model(
     fitting: dict | None = None,
     cc_max: np.ndarray | None = None,
     min_cc_max: float = 0.1,
+    reliable_fraction: float = 0.25,
     seed: int = 0,
     subjects: list[str] | None = None,
     designs: dict | None = None,
@@ -236,6 +237,9 @@ def fit_encoding_model(
         Per-voxel noise ceiling; without it ``r_norm`` is all NaN.
     min_cc_max : float
         Voxels with a lower ceiling are left out of ``r_norm``.
+    reliable_fraction : float
+        Share of voxels (top by ``cc_max``) behind ``mean_r_reliable*``
+        (:func:`lmbrain.scoring.paper_summaries`).
     seed : int
         Seed of the train-story subsets.
     subjects : list of str, optional
@@ -334,6 +338,7 @@ def fit_encoding_model(
         "n_params": int(info["n_params"]),
         "n_params_nonembedding": int(info.get("n_params_nonembedding", info["n_params"])),
         "n_layers": n_layers,
+        "modality": str(info.get("modality", "text")),
         "layer": int(layer),
         "depth": layer / n_layers,
         "train_fraction": float(fraction),
@@ -350,6 +355,7 @@ def fit_encoding_model(
         "mean_r_norm": summarize_scores(r_norm)["mean"],
         "n_voxels_excluded": mean["n_excluded"],
         "n_voxels_ceiling": int(np.isfinite(r_norm).sum()),
+        **paper_summaries(r, r_norm, hemi, cc, reliable_fraction),
         "mean_cv_score": summarize_scores(cv_score)["mean"],
         **sig_row,
         "solver": fit.solver,

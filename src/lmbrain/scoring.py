@@ -138,3 +138,85 @@ def normalized_r(r: np.ndarray, cc_max: np.ndarray, min_cc_max: float = 0.1) -> 
     with np.errstate(invalid="ignore", divide="ignore"):
         ok = np.isfinite(cc) & (cc >= min_cc_max)
         return np.where(ok, r / np.where(ok, cc, 1.0), np.nan)
+
+
+def reliable_voxels(ceiling: np.ndarray, fraction: float = 0.25) -> np.ndarray:
+    """Mask of the most reliable voxels: the top ``fraction`` by noise ceiling.
+
+    Bonnasse-Gahot & Pallier (2024) summarise brain scores on the 25% of voxels with the
+    highest reliability (issue 13, seed 001); here the ceiling is the
+    dataset's ``cc_max`` (an inter-subject correlation where no repeats exist).
+
+    Parameters
+    ----------
+    ceiling : array_like of shape (n_voxels,)
+        Per-voxel reliability (``cc_max``); non-finite voxels are never selected.
+    fraction : float, default 0.25
+        Share of the finite voxels to keep, in (0, 1]; ``ceil(fraction * n_finite)`` voxels
+        (ties at the threshold broken by voxel order).
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_voxels,), bool
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"reliable fraction must be in (0, 1], got {fraction}")
+    c = np.asarray(ceiling, dtype=np.float64)
+    finite = np.flatnonzero(np.isfinite(c))
+    keep = int(np.ceil(fraction * finite.size))
+    mask = np.zeros(c.shape, dtype=bool)
+    if keep:
+        order = finite[np.argsort(-c[finite], kind="stable")]
+        mask[order[:keep]] = True
+    return mask
+
+
+def paper_summaries(
+    r: np.ndarray,
+    r_norm: np.ndarray,
+    hemisphere: np.ndarray,
+    ceiling: np.ndarray,
+    reliable_fraction: float = 0.25,
+) -> dict:
+    """The seed papers' voxel summaries of one fit's test scores.
+
+    - ``mean_signed_r2``: mean over voxels of ``sign(r) * r**2`` (Antonello, Vaidya & Huth
+      2023's metric, issue 13 seed 000: average signed r²; voxels with a negative
+      r count against the model instead of adding variance).
+    - ``mean_r2_norm``: mean of ``sign(r) * (r / cc_max)**2`` over the voxels whose ceiling is
+      usable (``r_norm`` finite): the signed r² as a share of the explainable variance
+      cc_max², the y of the paper's extrapolation to the ceiling.
+    - ``mean_r_reliable`` (and ``_left``/``_right``): mean r over the top
+      ``reliable_fraction`` of voxels by ceiling (:func:`reliable_voxels`; Bonnasse-Gahot &
+      Pallier 2024), ``n_voxels_reliable`` their number.
+    - ``mean_r_norm_left`` / ``mean_r_norm_right``: mean ``r / cc_max`` over each
+      hemisphere's usable voxels (the same paper's ceiling-normalised asymmetry).
+
+    Parameters
+    ----------
+    r, r_norm : array_like of shape (n_voxels,)
+        Test correlations and the ceiling-normalised ones (:func:`normalized_r`).
+    hemisphere : array_like of shape (n_voxels,)
+        ``"L"`` / ``"R"`` per voxel.
+    ceiling : array_like of shape (n_voxels,)
+        ``cc_max`` per voxel (NaN where unknown: the reliable summaries are then NaN).
+    reliable_fraction : float, default 0.25
+
+    Returns
+    -------
+    dict
+    """
+    r = np.asarray(r, dtype=np.float64)
+    r_norm = np.asarray(r_norm, dtype=np.float64)
+    hemi = np.asarray(hemisphere)
+    reliable = reliable_voxels(ceiling, reliable_fraction)
+    return {
+        "mean_signed_r2": summarize_scores(np.sign(r) * r**2)["mean"],
+        "mean_r2_norm": summarize_scores(np.sign(r_norm) * r_norm**2)["mean"],
+        "mean_r_norm_left": summarize_scores(r_norm, hemi == "L")["mean"],
+        "mean_r_norm_right": summarize_scores(r_norm, hemi == "R")["mean"],
+        "mean_r_reliable": summarize_scores(r, reliable)["mean"],
+        "mean_r_reliable_left": summarize_scores(r, reliable & (hemi == "L"))["mean"],
+        "mean_r_reliable_right": summarize_scores(r, reliable & (hemi == "R"))["mean"],
+        "n_voxels_reliable": int(reliable.sum()),
+    }

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lmbrain.fitting import alpha_grid, fit_ridge_cv, nested_train_subsets, predict
-from lmbrain.scoring import normalized_r, pearson_r, r2_score, summarize_scores
+from lmbrain.scoring import normalized_r, paper_summaries, pearson_r, r2_score, summarize_scores
 
 TRAIN_ON = ("stimulus", "trial")
 
@@ -294,6 +294,7 @@ def fit_trial_encoding_model(
     train_on: str = "stimulus",
     cc_max: np.ndarray | None = None,
     min_cc_max: float = 0.1,
+    reliable_fraction: float = 0.25,
     seed: int = 0,
     responses: dict | None = None,
 ) -> tuple[dict, dict]:
@@ -313,6 +314,9 @@ def fit_trial_encoding_model(
     cc_max : ndarray, optional
         Per-voxel ceiling on the correlation scale (:func:`subject_ceiling`).
     min_cc_max : float
+    reliable_fraction : float
+        Share of voxels (top by ``cc_max``) behind ``mean_r_reliable*``
+        (:func:`lmbrain.scoring.paper_summaries`).
     seed : int
     responses : dict, optional
         :func:`subject_responses` of the subject (read from the dataset when absent).
@@ -367,6 +371,7 @@ def fit_trial_encoding_model(
         "mean_r_norm": summarize_scores(r_norm)["mean"],
         "n_voxels_excluded": mean["n_excluded"],
         "n_voxels_ceiling": int(np.isfinite(r_norm).sum()),
+        **paper_summaries(r, r_norm, hemi, cc, reliable_fraction),
         "mean_cv_score": summarize_scores(fit.cv_scores)["mean"],
         "solver": fit.solver,
     }
