@@ -14,6 +14,7 @@ include: "maps_common.smk"
 rule brain_maps:
     input:
         fits=model_fits,
+        rows=model_fit_rows,
         data=dataset_inputs,
     output:
         directory(f"{RESULTS}/{{dataset}}/maps/{{subject}}/{{model}}"),
@@ -26,6 +27,7 @@ rule brain_maps:
         format=lambda wc: DATASETS[wc.dataset]["format"],
         options=dataset_options,
         kind=lambda wc: map_kind(wc.dataset, wc.subject),
+        voxel_best_layer=CFG["aggregate"]["voxel_best_layer"],
     script:
         "../scripts/write_brain_map.py"
 

@@ -33,6 +33,11 @@ def model_fits(wildcards):
     return [f"{prefix}.npz" for prefix in prefixes]
 
 
+def model_fit_rows(wildcards):
+    """Summary rows (.json) of every fit of a (subject, model): n_layers of the best-layer map."""
+    return [f[: -len(".npz")] + ".json" for f in model_fits(wildcards)]
+
+
 def subject_maps(wildcards):
     """Map folders of every model of a subject (inputs of its map figure)."""
     base = f"{RESULTS}/{wildcards.dataset}/maps/{wildcards.subject}"

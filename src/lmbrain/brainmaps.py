@@ -313,6 +313,18 @@ def write_fit_map(fit_path: str | Path, geometry, prefix: str | Path) -> dict[st
     """
     with np.load(fit_path, allow_pickle=False) as npz:
         voxels = {k: npz[k] for k in npz.files}
+    return write_voxels_map(voxels, geometry, prefix, source=str(fit_path))
+
+
+def write_voxels_map(
+    voxels: Mapping[str, np.ndarray], geometry, prefix: str | Path, source: str = ""
+) -> dict[str, str]:
+    """Write per-voxel arrays (a fit's, or derived ones such as the per-voxel best layer).
+
+    Same as :func:`write_fit_map` for arrays already in memory; ``source`` names them in
+    errors and in a volume map's sidecar.
+    """
+    fit_path = source
     values = map_measures(voxels)
     n = values["r"].size
     kind = map_kind(geometry)
@@ -321,7 +333,7 @@ def write_fit_map(fit_path: str | Path, geometry, prefix: str | Path) -> dict[st
             fit_path, f"has {n} voxels but the subject's {kind} geometry has {geometry.n_voxels}"
         )
     if kind == "volume":
-        return write_volume_map(values, geometry, prefix, source=str(fit_path))
+        return write_volume_map(values, geometry, prefix, source=source)
     if kind == "surface":
         return write_surface_map(values, geometry, prefix)
     hemi = voxels.get("hemisphere", np.full(n, ""))
