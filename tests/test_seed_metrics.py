@@ -171,3 +171,42 @@ def test_unknown_metric_is_a_config_error():
     scores, store = _score_table({k: PLANTED[k] for k in ("t1", "t2")})
     with pytest.raises(ConfigError, match="aggregate.metrics"):
         scaling_fits(scores, store.__getitem__, n_boot=0, metrics=["r3"])
+
+
+def test_reliable_asymmetry_fit_recovers_planted_slope():
+    # reliable voxels (cc 0.5, left half of the voxel order) carry an asymmetry growing by
+    # 0.01 per decade; the unreliable ones (cc 0.05) an opposite one that the all-voxel fit
+    # mixes in
+    from lmbrain.aggregate import SCORE_COLUMNS, scaling_fits
+
+    n_vox = 80
+    hemi = np.array(["L", "R"] * (n_vox // 2))
+    cc = np.where(np.arange(n_vox) < n_vox // 2, 0.5, 0.05)
+    rows, store = [], {}
+    for i, n_params in enumerate([1e6, 1e7, 1e8]):
+        for subject in ("S1", "S2"):
+            r = np.full(n_vox, 0.2)
+            reliable = cc == 0.5
+            r[reliable & (hemi == "L")] += 0.01 * i
+            r[~reliable & (hemi == "R")] += 0.03 * i
+            path = f"{subject}/m{i}.npz"
+            r_norm = normalized_r(r, cc, 0.1)
+            store[path] = {"r": r, "r_norm": r_norm, "cc_max": cc, "hemisphere": hemi}
+            row = {c: 0 for c in SCORE_COLUMNS}
+            row.update(
+                dataset="ds", subject=subject, model=f"m{i}", family="f", untrained=False,
+                n_params=n_params, layer=1, n_layers=1, train_fraction=1.0, n_train_trs=10,
+                n_voxels=n_vox, mean_r=r.mean(), mean_r_left=r[hemi == "L"].mean(),
+                mean_r_right=r[hemi == "R"].mean(), mean_cv_score=0.1, fit_path=path,
+                **paper_summaries(r, r_norm, hemi, cc, 0.5),
+            )  # fmt: skip
+            rows.append(row)
+    fits = scaling_fits(pd.DataFrame(rows), store.__getitem__, n_boot=50, metrics=["reliable"])
+    asym = fits[fits["fit"] == "asymmetry"].set_index("y_variable")
+    assert asym.loc["mean_r_reliable_left_minus_right", "slope"] == pytest.approx(0.01)
+    # all voxels: left +0.005 per decade, right +0.015: slope -0.01
+    assert asym.loc["mean_r_left_minus_right", "slope"] == pytest.approx(-0.01)
+    row = asym.loc["mean_r_reliable_left_minus_right"]
+    # noise-free voxels: the interval collapses onto the planted slope (float32 arrays)
+    assert row["slope_ci_low_voxels"] == pytest.approx(0.01, abs=1e-6)
+    assert row["slope_ci_high_voxels"] == pytest.approx(0.01, abs=1e-6)

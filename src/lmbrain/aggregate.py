@@ -109,6 +109,14 @@ Huth 2023), ``r2_norm`` the mean signed (r / cc_max)², ``reliable`` the mean r 
 
 ALL_MODALITIES = "all"
 
+ASYMMETRY_COLUMNS: dict[str, tuple[str, str]] = {
+    "r": ("mean_r_left", "mean_r_right"),
+    "reliable": ("mean_r_reliable_left", "mean_r_reliable_right"),
+}
+"""Left and right columns of the asymmetry fit of each metric that has one: with
+``reliable`` in ``aggregate.metrics``, the left - right asymmetry on the reliable voxels
+(Bonnasse-Gahot & Pallier 2024), ``y_variable="mean_r_reliable_left_minus_right"``."""
+
 SORT_KEYS = ["dataset", "subject", "model", "layer", "train_fraction"]
 GROUP_KEYS = ["dataset", "subject", "model", "train_fraction"]
 TRAINED = "trained"
@@ -813,12 +821,14 @@ def _dataset_fits(best: pd.DataFrame, dataset: str, boots: dict) -> list[dict]:
                 m = ",".join(sorted(set(_modality(sub))))
                 rows.append(_params_fit(dataset, f"family:{family}", m, sub, metric, boot))
 
-    boot = boots["r"]
-    spec = _spec(dataset, "asymmetry", TRAINED, "n_params", "mean_r_left_minus_right")
-    asym = top["mean_r_left"] - top["mean_r_right"]
-    pts, paths, sub_y = _collect_points(top, ["model"], "n_params", asym)
-    fit = _fit_row(spec, pts, paths, sub_y, "asymmetry", boot, rows=top)
-    rows.append({**fit, "modality": ALL_MODALITIES})
+    for metric, (left, right) in ASYMMETRY_COLUMNS.items():
+        if metric not in boots or left not in top.columns or right not in top.columns:
+            continue
+        y_variable = f"{left.removesuffix('_left')}_left_minus_right"
+        spec = _spec(dataset, "asymmetry", TRAINED, "n_params", y_variable)
+        pts, paths, sub_y = _collect_points(top, ["model"], "n_params", top[left] - top[right])
+        fit = _fit_row(spec, pts, paths, sub_y, "asymmetry", boots[metric], rows=top)
+        rows.append({**fit, "modality": ALL_MODALITIES})
     return rows
 
 
@@ -868,7 +878,8 @@ def scaling_fits(
           points centred within model; ``intercept`` is then at the grand means and ``r2``
           is the within-model R^2).
         - ``fit="asymmetry"``, ``group="trained"``: ``mean_r_left - mean_r_right`` as in
-          the params fit (``y_variable="mean_r_left_minus_right"``).
+          the params fit (``y_variable="mean_r_left_minus_right"``); with the ``reliable``
+          metric also on the reliable voxels (``mean_r_reliable_left_minus_right``).
         - ``fit="params"``, ``group="modality:<text|audio>"`` (only when both modalities
           are present: Antonello et al. 2023 fit text and speech models separately) and
           ``group="family:<family>"`` (families with two or more trained models).
