@@ -67,6 +67,7 @@ from lmbrain.datasets.base import (
     read_hdf5_data,
     resolve,
     test_stories_option,
+    visible_glob,
 )
 from lmbrain.errors import InputError
 from lmbrain.geometry import VolumeGeometry
@@ -175,7 +176,7 @@ class LebelDataset:
             }
         except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
             raise InputError(self.respdict_path, f"expected {{story: n_trs}} JSON ({exc})") from exc
-        grids = {p.stem for p in self.textgrids.glob("*.TextGrid")}
+        grids = {p.stem for p in visible_glob(self.textgrids, "*.TextGrid")}
         available = sorted(grids & set(self.respdict))
         if opts["stories"]:
             missing = [s for s in opts["stories"] if s not in available]
@@ -210,7 +211,7 @@ class LebelDataset:
     def subjects(self) -> list[str]:
         """Subject folders of ``derivative/preprocessed_data``."""
         base = self.deriv / "preprocessed_data"
-        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+        return [p.name for p in visible_glob(base, "*") if p.is_dir()]
 
     def stimulus_path(self, story: str) -> Path:
         return self.textgrids / f"{story}.TextGrid"

@@ -95,6 +95,7 @@ from lmbrain.datasets.base import (
     nifti_n_trs,
     resolve,
     test_stories_option,
+    visible_glob,
 )
 from lmbrain.errors import InputError
 from lmbrain.geometry import SurfaceGeometry, VolumeGeometry
@@ -180,7 +181,7 @@ class NarrativesDataset:
         self.exclude_path = (
             resolve(self.root, opts["scan_exclude"]) if opts["scan_exclude"] else None
         )
-        folders = sorted(p.parent.name for p in gentle.glob("*/align.json"))
+        folders = sorted(p.parent.name for p in visible_glob(gentle, "*/align.json"))
         tasks = self._release_tasks()
         self.story_task = {s: _task_of(s, tasks) for s in folders}
         self.stories = self._chosen_stories(opts["stories"], folders, tasks, gentle)
@@ -197,10 +198,11 @@ class NarrativesDataset:
     def _release_tasks(self) -> set[str]:
         """BIDS task names of the release: top-level sidecars and the derivatives' scans."""
         tasks = {
-            p.name[len("task-") : -len("_bold.json")] for p in self.root.glob("task-*_bold.json")
+            p.name[len("task-") : -len("_bold.json")]
+            for p in visible_glob(self.root, "task-*_bold.json")
         }
         if self.deriv.is_dir():
-            for path in self.deriv.glob("sub-*/func/*_task-*"):
+            for path in visible_glob(self.deriv, "sub-*/func/*_task-*"):
                 match = _TASK.search(path.name)
                 if match:
                     tasks.add(match.group(1))
@@ -272,7 +274,7 @@ class NarrativesDataset:
     # -- layout ----------------------------------------------------------------------------
     def _sidecars(self, task: str) -> list[Path]:
         top = self.root / f"task-{task}_bold.json"
-        own = sorted(self.root.glob(f"sub-*/func/sub-*_task-{task}_*bold.json"))
+        own = sorted(visible_glob(self.root, f"sub-*/func/sub-*_task-{task}_*bold.json"))
         return ([own[0]] if own else []) + ([top] if top.is_file() else [])
 
     def _sidecar_tr(self) -> float:
@@ -323,7 +325,7 @@ class NarrativesDataset:
     def real_subjects(self) -> list[str]:
         if not self.deriv.is_dir():
             raise InputError(self.deriv, "derivatives folder not found (see `derivatives`)")
-        return sorted(p.name for p in self.deriv.glob("sub-*") if p.is_dir())
+        return sorted(p.name for p in visible_glob(self.deriv, "sub-*") if p.is_dir())
 
     @cached_property
     def subjects(self) -> list[str]:
@@ -353,7 +355,7 @@ class NarrativesDataset:
         space = f"_space-{self.space}_"
         names = sorted(
             p
-            for p in folder.glob(f"{prefix}*")
+            for p in visible_glob(folder, f"{prefix}*")
             if space in p.name.replace(".", "_") and p.is_file()
         )
         scans: dict[str, list[Path]] = {}
@@ -438,7 +440,8 @@ class NarrativesDataset:
             for subject in self.real_subjects:
                 folder = self.deriv / subject / "func"
                 scans = {
-                    p.name.split("_space-")[0] for p in folder.glob(f"{subject}_task-{task}_*")
+                    p.name.split("_space-")[0]
+                    for p in visible_glob(folder, f"{subject}_task-{task}_*")
                 }
                 for scan in scans:
                     onsets = self._event_onsets(scan)
