@@ -385,20 +385,6 @@ def list_for(source: S3Source, patterns: Iterable[str]) -> dict[str, RemoteFile]
 
 
 # -- what a configuration needs, and the plan the workflow fetches by --------------------------
-def option_pattern(value, **fields) -> str | None:
-    """A dataset-relative path option as a listing pattern: ``{field}`` filled with its value,
-    or ``*`` when the value is None (every subject, story). ``None`` for an absolute path or
-    an unset option (nothing to fetch)."""
-    if not value:
-        return None
-    text = str(value)
-    if Path(text).is_absolute():
-        return None
-    for name, field in fields.items():
-        text = text.replace("{" + name + "}", "*" if field is None else str(field))
-    return text.lstrip("./") if text.startswith("./") else text
-
-
 def is_literal(pattern: str) -> bool:
     """Whether ``pattern`` names one file (no wildcard)."""
     return not re.search(r"[*?\[]", pattern)

@@ -63,6 +63,7 @@ from lmbrain.datasets.base import (
     hdf5_data_shape,
     hemisphere_counts,
     load_mask,
+    option_pattern,
     read_array,
     read_hdf5_data,
     resolve,
@@ -158,8 +159,6 @@ class LebelDataset:
             The patterns, and those that must exist (a subject may lack a story's ``.hf5``:
             the adapter skips it).
         """
-        from lmbrain.fetch import option_pattern
-
         opts = {**cls.OPTIONS, **options}
         stories = opts["stories"] or [None]
         required = ["derivative/respdict.json"]

@@ -76,6 +76,7 @@ from lmbrain.datasets.base import (
     load_mask,
     masked_timeseries,
     nifti_n_trs,
+    option_pattern,
     resolve,
     test_stories_option,
     visible_glob,
@@ -157,8 +158,6 @@ class LppDataset:
         mask is computed from the runs on disk, i.e. from the fetched subjects only. No audio
         is read. Returns the patterns and those that must match (every one here).
         """
-        from lmbrain.fetch import option_pattern
-
         opts = {**cls.OPTIONS, **options}
         out = [option_pattern(opts["annotation"]), option_pattern(opts["mask"])]
         task = opts["task"]

@@ -93,6 +93,7 @@ from lmbrain.datasets.base import (
     load_mask,
     masked_timeseries,
     nifti_n_trs,
+    option_pattern,
     resolve,
     test_stories_option,
 )
@@ -155,8 +156,6 @@ class NarrativesDataset:
     @classmethod
     def remote_subject(cls, options: dict) -> str:
         """Regex of a bucket key whose first group is its subject (lmbrain.fetch.make_plan)."""
-        from lmbrain.fetch import option_pattern
-
         deriv = option_pattern({**cls.OPTIONS, **options}["derivatives"]).rstrip("/")
         return re.escape(deriv) + r"/(sub-[^/]+)/"
 
@@ -178,8 +177,6 @@ class NarrativesDataset:
         patterns, required
             The patterns, and those that must match.
         """
-        from lmbrain.fetch import option_pattern
-
         opts = {**cls.OPTIONS, **options}
         space = opts["space"] or ("fsaverage6" if opts["surface"] else "MNI152NLin2009cAsym")
         deriv = option_pattern(opts["derivatives"]).rstrip("/")
