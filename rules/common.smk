@@ -342,6 +342,10 @@ def all_outputs():
             out += [f"{base}/summary/banded.tsv", f"{base}/plots/banded.png"]
         out += map_outputs(name)  # rules/maps.smk
         out.append(f"{base}/summary/config.yaml")
+        if (
+            name in FETCH
+        ):  # targets too: a marker removed at start (file gone) runs its job
+            out += [fetch_marker(name, g) for g in sorted(FETCH[name]["groups"])]
         out += EXTRA_TARGETS[name]  # rules/extras.smk
     return out
 

@@ -154,3 +154,15 @@ def test_a_missing_key_is_named(fetched_run, tmp_path, tiny_model_dir):
     assert res.returncode != 0
     assert "derivative/TextGrids/nosuchstory.TextGrid" in out and "not in the bucket" in out
     shutil.rmtree(tmp_path / "results", ignore_errors=True)
+
+
+def test_a_deleted_file_is_fetched_again(fetched_run):
+    """Last: a fetched file removed by hand makes its subject's download job run again."""
+    root = fetched_run["root"]
+    data = root / "data" / ACCESSION
+    (data / "derivative/preprocessed_data/UTS01/legacy.hf5").unlink()
+    dry = run_snakemake(root, "-n", "--cores", "1")
+    out = dry.stdout + dry.stderr
+    assert dry.returncode == 0, out[-5000:]
+    assert "fetch_subject" in out and "1 to fetch" in out
+    assert "fetch_shared" not in out
