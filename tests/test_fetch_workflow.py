@@ -166,3 +166,39 @@ def test_a_deleted_file_is_fetched_again(fetched_run):
     assert dry.returncode == 0, out[-5000:]
     assert "fetch_subject" in out and "1 to fetch" in out
     assert "fetch_shared" not in out
+
+
+def test_narratives_dry_run_takes_the_subjects_from_the_bucket(tmp_path, tiny_model_dir):
+    """`subjects: all` of a dataset not fetched yet: the subjects are the bucket's, a download
+    job per subject is listed, and nothing is downloaded by the dry run."""
+    fx.make_narratives(tmp_path / "bucket" / "ds002345")
+    server = Server(tmp_path / "bucket", tmp_path)
+    try:
+        config = _config(tmp_path, server.endpoint, tiny_model_dir)
+        config["datasets"] = {
+            "narr": {
+                "format": "narratives",
+                "source": "openneuro",
+                "s3_endpoint": server.endpoint,
+                "path": str(tmp_path / "data" / "ds002345"),
+                "space": "fsaverage6",
+            }
+        }
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        res = run_snakemake(tmp_path, "-n", "--cores", "1")
+        gets = [
+            line
+            for line in server.requests("GET")
+            if line.split(" ")[1].startswith("/openneuro.org/ds002345/")
+        ]
+    finally:
+        server.stop()
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-5000:]
+    subjects = sorted(
+        p.name for p in (tmp_path / "bucket/ds002345/derivatives/afni-nosmooth").glob("sub-*")
+    )
+    assert len(subjects) > 1
+    for subject in subjects:
+        assert f"results/narr/fetch/subjects/{subject}.json" in out
+    assert "fetch_shared" in out and gets == []
