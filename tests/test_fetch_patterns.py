@@ -93,3 +93,22 @@ def test_narratives_patterns_cover_what_it_reads(tmp_path):
     assert derivs and all("sub-001" in k or "sub-004" in k for k in derivs)
     assert all("space-fsaverage6" in k for k in derivs)
     assert len(got) < len(everything)
+
+
+def test_config_source_keys():
+    from lmbrain.config import validate_config
+    from lmbrain.errors import ConfigError
+
+    def config(**block):
+        return {"datasets": {"d": {"path": "x", **block}}, "models": [{"model": "gpt2"}]}
+
+    cfg = validate_config(config(format="lpp", source="openneuro"))
+    block = cfg["datasets"]["d"]
+    assert block["accession"] == "ds003643" and block["s3_bucket"] == "openneuro.org"
+    assert block["s3_endpoint"] == "https://s3.amazonaws.com"
+    own = validate_config(config(format="lebel", source="openneuro", accession="ds999999"))
+    assert own["datasets"]["d"]["accession"] == "ds999999"
+    with pytest.raises(ConfigError, match=r"datasets\.d\.source"):
+        validate_config(config(format="native", source="openneuro"))
+    with pytest.raises(ConfigError, match=r"datasets\.d\.source"):
+        validate_config(config(format="lebel", source="s3"))
