@@ -63,6 +63,7 @@ from lmbrain.datasets.base import (
     hdf5_data_shape,
     hemisphere_counts,
     load_mask,
+    option_pattern,
     read_array,
     read_hdf5_data,
     resolve,
@@ -136,6 +137,46 @@ class LebelDataset:
         "word_tier": None,
         "mask_order": "pycortex",
     }
+
+    @classmethod
+    def remote_subject(cls, options: dict) -> str:
+        """Regex of a bucket key whose first group is its subject (lmbrain.fetch.make_plan)."""
+        return r"derivative/preprocessed_data/([^/]+)/"
+
+    @classmethod
+    def remote_patterns(
+        cls, options: dict, subjects: list[str] | None, audio: bool
+    ) -> tuple[list[str], list[str]]:
+        """The files of the release this adapter reads for ``subjects`` (None: all).
+
+        ``respdict.json``, the stories' TextGrids, the subjects' ``.hf5`` files, the mask
+        (and ``hemispheres``/``repeats`` files, when dataset-relative), and the stories' wav
+        files only for a speech model (``audio``). Patterns match one path component per
+        ``/`` (:func:`lmbrain.fetch.needed_files`).
+
+        Returns
+        -------
+        patterns, required
+            The patterns, and those that must exist (a subject may lack a story's ``.hf5``:
+            the adapter skips it).
+        """
+        opts = {**cls.OPTIONS, **options}
+        stories = opts["stories"] or [None]
+        required = ["derivative/respdict.json"]
+        optional = []
+        for story in stories:
+            name = story or "*"
+            required.append(f"derivative/TextGrids/{name}.TextGrid")
+            if audio:
+                required.append(f"stimuli/{name}.wav")
+        for subject in subjects or [None]:
+            for story in stories:
+                optional.append(f"derivative/preprocessed_data/{subject or '*'}/{story or '*'}.hf5")
+                optional.append(option_pattern(opts["repeats"], subject=subject, story=story))
+            required.append(option_pattern(opts["mask"], subject=subject))
+            required.append(option_pattern(opts["hemispheres"], subject=subject))
+        required = sorted({p for p in required if p})
+        return sorted({*required, *(p for p in optional if p)}), required
 
     def __init__(self, root: str | Path, **options):
         opts, self.trim_start, self.trim_end = adapter_settings(self.OPTIONS, options)

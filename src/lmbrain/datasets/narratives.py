@@ -93,6 +93,7 @@ from lmbrain.datasets.base import (
     load_mask,
     masked_timeseries,
     nifti_n_trs,
+    option_pattern,
     resolve,
     test_stories_option,
     visible_glob,
@@ -152,6 +153,51 @@ class NarrativesDataset:
         "average_subject": False,
         "max_trailing_s": DEFAULT_MAX_TRAILING_S,
     }
+
+    @classmethod
+    def remote_subject(cls, options: dict) -> str:
+        """Regex of a bucket key whose first group is its subject (lmbrain.fetch.make_plan)."""
+        deriv = option_pattern({**cls.OPTIONS, **options}["derivatives"]).rstrip("/")
+        return re.escape(deriv) + r"/(sub-[^/]+)/"
+
+    @classmethod
+    def remote_patterns(
+        cls, options: dict, subjects: list[str] | None, audio: bool
+    ) -> tuple[list[str], list[str]]:
+        """The files of the release this adapter reads for ``subjects`` (None: all).
+
+        ``dataset_description.json``, ``participants.tsv``, ``scan_exclude`` (the publishers'
+        ``code/scan_exclude.json``), the top-level ``task-*_bold.json`` and ``task-*_events.tsv``,
+        every subject's ``events.tsv`` (the nominal onsets are counted over all subjects),
+        the subjects' own ``bold.json`` sidecars, the Gentle ``align.json`` of the stories
+        (``stories:`` may name a task: its transcripts), and the subjects' scans in the chosen
+        ``derivatives`` and ``space`` (+ ``mask`` when dataset-relative). No audio is read.
+
+        Returns
+        -------
+        patterns, required
+            The patterns, and those that must match.
+        """
+        opts = {**cls.OPTIONS, **options}
+        space = opts["space"] or ("fsaverage6" if opts["surface"] else "MNI152NLin2009cAsym")
+        deriv = option_pattern(opts["derivatives"]).rstrip("/")
+        required = [
+            "dataset_description.json",
+            "participants.tsv",
+            "task-*_bold.json",
+            option_pattern(opts["scan_exclude"]),
+        ]
+        optional = ["task-*_events.tsv", "sub-*/func/sub-*_task-*_events.tsv"]
+        for story in opts["stories"] or [None]:
+            required.append(f"stimuli/gentle/{story + '*' if story else '*'}/align.json")
+        for subject in [s for s in subjects or [None] if s != "average"]:
+            name = subject or "sub-*"
+            optional.append(f"{name}/func/{name}_task-*bold.json")
+            required.append(f"{deriv}/{name}/func/{name}_task-*_space-{space}_*")
+            if not opts["surface"]:
+                required.append(option_pattern(opts["mask"], subject=subject))
+        required = sorted({p for p in required if p})
+        return sorted({*required, *optional}), required
 
     def __init__(self, root: str | Path, **options):
         opts, self.trim_start, self.trim_end = adapter_settings(self.OPTIONS, options)
