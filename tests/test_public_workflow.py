@@ -85,7 +85,7 @@ def test_alignment_check_finds_the_published_timing(public_run):
     root, out = public_run
     for name, subjects in [
         ("lebel", {"UTS01", "UTS02"}),
-        ("lpp", {"sub-EN001", "average"}),
+        ("lpp", {"sub-EN057", "average"}),  # the fixture config's subjects
         ("narratives", {"sub-001", "sub-004"}),
     ]:
         table = pd.read_csv(root / "results" / name / "summary" / "alignment.tsv", sep="\t")
