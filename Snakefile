@@ -49,6 +49,7 @@ wildcard_constraints:
     banded="[A-Za-z0-9_][A-Za-z0-9_.+-]*",
 
 
+include: "rules/fetch.smk"
 include: "rules/dataset.smk"
 include: "rules/features.smk"
 include: "rules/fit.smk"

@@ -203,7 +203,7 @@ def load_tokenizer(path: str | None, small: bool):
         try:
             from transformers import AutoTokenizer
 
-            return AutoTokenizer.from_pretrained(path)
+            return AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         except Exception as err:  # another transformers version: rebuild from tokenizer.json
             log("AutoTokenizer failed, using tokenizer.json directly:", repr(err))
             from transformers import PreTrainedTokenizerFast
@@ -250,9 +250,9 @@ def build_model(shape, vocab: int, device: str, dtype):
     torch.manual_seed(0)
     with torch.device(device):
         try:
-            model = AutoModel.from_config(config, dtype=dtype)
+            model = AutoModel.from_config(config, dtype=dtype, trust_remote_code=False)
         except TypeError:
-            model = AutoModel.from_config(config, torch_dtype=dtype)
+            model = AutoModel.from_config(config, torch_dtype=dtype, trust_remote_code=False)
     return model.eval()
 
 

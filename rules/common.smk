@@ -14,7 +14,9 @@ from lmbrain.config import (
     resolve_layers,
     validate_config,
 )
-from lmbrain.datasets import adapter_options, index_path, open_dataset
+from lmbrain.datasets import ADAPTERS, adapter_options, index_path, open_dataset
+from lmbrain.datasets.base import AVERAGE_SUBJECT
+from lmbrain.fetch import RemoteFile, S3Source, is_fetched, make_plan, plan_summary
 from lmbrain.encoding import cv_shortfall
 from lmbrain.errors import LmbrainError
 from lmbrain.features import feature_id, feature_spec
@@ -42,6 +44,68 @@ MODELS = {model_id(entry): entry for entry in CFG["models"]}
 FRACTIONS = [fraction_label(f) for f in CFG["train_fractions"]]
 
 
+# -- datasets fetched from OpenNeuro (`source:`; rules/fetch.smk) ------------------------------
+SPEECH = any(
+    not is_baseline(entry) and read_modality(entry, CACHE) == "audio"
+    for entry in CFG["models"]
+)
+
+
+def fetch_marker(name, group):
+    """The output of a download job: `shared` (files of no subject) or a subject's."""
+    if group == "shared":
+        return f"{RESULTS}/{name}/fetch/shared.json"
+    return f"{RESULTS}/{name}/fetch/subjects/{group}.json"
+
+
+def _fetch_plan(name):
+    """List the bucket once (or reuse the cached plan when all is fetched), log the plan."""
+    spec = DATASETS[name]
+    adapter = ADAPTERS[spec["format"]]
+    options = adapter_options(spec)
+    subjects = None
+    if spec["subjects"] != "all":
+        subjects = [s for s in spec["subjects"] if s != AVERAGE_SUBJECT]
+    patterns, required = adapter.remote_patterns(options, subjects, SPEECH)
+    source = S3Source(spec["accession"], spec["s3_endpoint"], spec["s3_bucket"])
+    try:
+        plan = make_plan(
+            source,
+            spec["path"],
+            patterns,
+            required,
+            subjects,
+            adapter.remote_subject(options),
+            f"{RESULTS}/{name}/manifest/fetch_plan.json",
+        )
+    except LmbrainError as exc:
+        raise WorkflowError(f"dataset '{name}': {exc}") from None
+    cached = "" if plan["listed"] else " (cached plan, bucket not listed)"
+    logger.info(
+        f"dataset '{name}' from {source.url()}: {plan_summary(plan, spec['path'])}{cached}"
+    )
+    groups = {}
+    for f in plan["files"]:
+        groups.setdefault(f["group"], []).append([f["key"], f["size"], f["etag"]])
+    for group, files in groups.items():
+        # a group with a file missing or changed since its job ran: that job runs again
+        marker = Path(fetch_marker(name, group))
+        if marker.exists() and not all(
+            is_fetched(spec["path"], RemoteFile(*f)) for f in files
+        ):
+            marker.unlink()
+    plan["groups"] = groups
+    return plan
+
+
+FETCH = {name: _fetch_plan(name) for name in DATASETS if "source" in DATASETS[name]}
+
+
+def fetch_pending(name):
+    """Whether a fetched dataset still misses files: it is opened only after the fetch."""
+    return name in FETCH and not FETCH[name]["complete"]
+
+
 def _dataset(name):
     """The adapter of a dataset on disk, opened once per workflow run."""
     if name not in _OPENED:
@@ -61,12 +125,20 @@ def _subjects(name):
         n = spec["simulate"]["n_subjects"]
         return [f"sub-{i:02d}" for i in range(1, n + 1)]
     explicit = spec["subjects"] != "all"
-    dataset = _dataset(name)
-    subjects = list(spec["subjects"]) if explicit else list(dataset.subjects)
+    if fetch_pending(name):
+        # not on disk yet: the config's subjects or the bucket's; the validate rules check
+        # them after the fetch, and the next start applies `_fittable`
+        subjects = list(spec["subjects"]) if explicit else list(FETCH[name]["subjects"])
+        dataset = None
+    else:
+        dataset = _dataset(name)
+        subjects = list(spec["subjects"]) if explicit else list(dataset.subjects)
     try:  # the dataset's own list (dataset.yaml, folder names) becomes output paths too
         subjects = [check_name(f"datasets.{name}.subjects", s) for s in subjects]
     except LmbrainError as exc:
         raise WorkflowError(f"dataset '{name}': {exc}") from None
+    if dataset is None:
+        return subjects
     return _fittable(name, dataset, subjects, explicit)
 
 
@@ -118,8 +190,8 @@ INDEX_FILES = {}
 def _check_dataset(name):
     """Validate a dataset on disk before any job runs (simulated ones are checked by rule)."""
     spec = DATASETS[name]
-    if "simulate" in spec:
-        return
+    if "simulate" in spec or fetch_pending(name):
+        return  # a fetched dataset is validated by its validate rules, after the fetch
     dataset = _dataset(name)
     try:
         dataset.validate(SUBJECTS[name])
@@ -171,10 +243,15 @@ def dataset_root(wildcards):
 
 
 def dataset_inputs(wildcards):
-    """Inputs of the dataset-reading rules (the simulated folder, or dataset.yaml)."""
+    """Inputs of the dataset-reading rules (the simulated folder, the download jobs' outputs
+    of a fetched dataset, or the dataset's index file: dataset.yaml, respdict.json, ...).
+    """
     spec = DATASETS[wildcards.dataset]
     if "simulate" in spec:
         return spec["path"]
+    if wildcards.dataset in FETCH:  # the download jobs' outputs (rules/fetch.smk)
+        groups = FETCH[wildcards.dataset]["groups"]
+        return [fetch_marker(wildcards.dataset, g) for g in sorted(groups)]
     return INDEX_FILES[wildcards.dataset]
 
 
@@ -265,6 +342,10 @@ def all_outputs():
             out += [f"{base}/summary/banded.tsv", f"{base}/plots/banded.png"]
         out += map_outputs(name)  # rules/maps.smk
         out.append(f"{base}/summary/config.yaml")
+        if (
+            name in FETCH
+        ):  # targets too: a marker removed at start (file gone) runs its job
+            out += [fetch_marker(name, g) for g in sorted(FETCH[name]["groups"])]
         out += EXTRA_TARGETS[name]  # rules/extras.smk
     return out
 

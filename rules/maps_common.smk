@@ -18,6 +18,12 @@ def map_kind(name, subject):
     if "simulate" in DATASETS[name]:
         # the story simulation writes a mask (lmbrain.demo.demo_mask); the trial one none
         return "vector" if DATASETS[name]["format"] in ("trials", "nsd") else "volume"
+    if fetch_pending(
+        name
+    ):  # not on disk yet: the form its adapter gives (lmbrain.datasets)
+        spec = DATASETS[name]
+        surface = spec["format"] == "narratives" and spec.get("surface", True)
+        return "surface" if surface else "volume"
     dataset = _opened(name)
     if not hasattr(dataset, "geometry"):
         return "vector"
@@ -66,6 +72,8 @@ def has_rois(name):
     """Whether ROI summaries can be made: an atlas or masks in the config, or `roi` labels."""
     if roi_config(name) or "simulate" in DATASETS[name]:
         return True
+    if fetch_pending(name):  # the public adapters' voxels carry no ROI labels
+        return False
     try:
         dataset = _opened(name)
         return any(

@@ -230,3 +230,43 @@ def test_missing_key_is_named(tmp_path, server):
         fetch(source, [ghost], tmp_path / "data", show_progress=False)
     with pytest.raises(InputError, match="UTS09"):
         needed_files(source.list(), ["x"], required=[ghost.key])
+
+
+def test_plan_is_cached_once_everything_is_fetched(server, tmp_path):
+    from lmbrain.fetch import make_plan
+
+    src, root, cache = _source(server), tmp_path / "ds", tmp_path / "plan.json"
+    patterns = ["derivative/respdict.json", "derivative/preprocessed_data/UTS01/*.hf5"]
+    args = (patterns, patterns[:1], ["UTS01"], r"derivative/preprocessed_data/([^/]+)/", cache)
+    first = make_plan(src, root, *args)
+    assert first["listed"] and not first["complete"]
+    assert [f["key"] for f in first["files"]] == [
+        "derivative/preprocessed_data/UTS01/a.hf5",
+        BIG,
+        "derivative/respdict.json",
+    ]
+    assert {f["group"] for f in first["files"]} == {"UTS01", "shared"}
+    files = [RemoteFile(f["key"], f["size"], f["etag"]) for f in first["files"]]
+    fetch(src, files, root, show_progress=False)
+    n_requests = len(server.requests(""))
+    second = make_plan(src, root, *args)
+    assert second["complete"] and not second["listed"]
+    assert len(server.requests("")) == n_requests  # no network at all
+    (root / BIG).unlink()  # a file gone: the bucket is listed again, and it is to fetch
+    third = make_plan(src, root, *args)
+    assert third["listed"] and not third["complete"]
+
+
+def test_plan_names_a_subject_the_bucket_lacks(server, tmp_path):
+    from lmbrain.fetch import make_plan
+
+    with pytest.raises(InputError, match="UTS09"):
+        make_plan(
+            _source(server),
+            tmp_path / "ds",
+            ["derivative/preprocessed_data/UTS09/*.hf5"],
+            [],
+            ["UTS09"],
+            r"derivative/preprocessed_data/([^/]+)/",
+            tmp_path / "plan.json",
+        )

@@ -293,3 +293,32 @@ def test_device_map_untrained_twin_is_dispatched_with_the_same_weights(tiny_mode
     assert hasattr(mapped, "hf_device_map") and info["device"] == "cpu"
     a, b = _weights(plain), _weights(mapped)
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_gguf_cache_dtype_is_half_unless_float16_overflows(tiny_model_dirs, tmp_path):
+    """Converted GGUF weights are cached in float16 (bfloat16 past float16's range); loading
+    them back in float32 gives exactly the float16-rounded weights, and the untrained twin
+    built from the half-precision folder's config is the one built from the float32 one."""
+    import torch
+
+    folder = tiny_model_dirs["llama"]
+    model, _, _ = load_model({"model": str(folder)}, tmp_path / "c")
+    assert models.half_storage_dtype(model) == torch.float16
+    original = _weights(model)
+    half = tmp_path / "half"
+    model.to(models.half_storage_dtype(model)).save_pretrained(half)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (folder / name).is_file():
+            (half / name).write_bytes((folder / name).read_bytes())
+    back, _, info = load_model({"model": str(half)}, tmp_path / "c")
+    assert info["dtype"] == "float32"
+    for key, value in _weights(back).items():
+        assert value.dtype == np.float32
+        np.testing.assert_array_equal(value, original[key].astype(np.float16).astype(np.float32))
+    twin_half, _, _ = load_model({"model": str(half), "untrained": True, "seed": 3}, tmp_path)
+    twin_full, _, _ = load_model({"model": str(folder), "untrained": True, "seed": 3}, tmp_path)
+    a, b = _weights(twin_half), _weights(twin_full)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    with torch.no_grad():
+        next(model.parameters())[0, 0] = 1e5  # beyond float16's 65,504
+    assert models.half_storage_dtype(model) == torch.bfloat16

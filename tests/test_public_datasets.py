@@ -505,3 +505,24 @@ def test_lebel_speech_features_share_the_story_onset(tmp_path):
         ds, "legacy", model, extractor, [1], context_tokens=8, audio_stride_s=0.5
     )
     np.testing.assert_allclose(times, window_times(duration, 0.5) + 10.0)
+
+
+def test_lebel_and_narratives_ignore_hidden_files(tmp_path):
+    """macOS leaves `._<name>` AppleDouble files and `.DS_Store` beside copied data; the
+    `*.TextGrid` and `*/align.json` patterns would otherwise take them for stories."""
+    fx.make_lebel(tmp_path / "lebel")
+    grids = tmp_path / "lebel" / "derivative" / "TextGrids"
+    ds = open_dataset(tmp_path / "lebel", "lebel")
+    before = (ds.stories, ds.subjects)
+    (grids / "._legacy.TextGrid").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (grids / ".DS_Store").write_bytes(b"\x00")
+    (tmp_path / "lebel" / "derivative" / "preprocessed_data" / ".ipynb_checkpoints").mkdir()
+    ds = open_dataset(tmp_path / "lebel", "lebel")
+    assert (ds.stories, ds.subjects) == before
+
+    fx.make_narratives(tmp_path / "narr")
+    gentle = tmp_path / "narr" / "stimuli" / "gentle"
+    before = open_dataset(tmp_path / "narr", "narratives").stories
+    (gentle / ".Trash").mkdir()
+    (gentle / ".Trash" / "align.json").write_text("not json")
+    assert open_dataset(tmp_path / "narr", "narratives").stories == before

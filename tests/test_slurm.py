@@ -182,6 +182,15 @@ def tiny_models(tmp_path_factory):
     return models
 
 
+# the plugin's defaults wait 40 s before the first status check and 10 s between checks
+FAST_STATUS = [
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--seconds-between-status-checks",
+    "2",
+]
+
+
 def make_workdir(root: Path, name: str, config: dict) -> Path:
     workdir = root / name
     workdir.mkdir()
@@ -217,10 +226,7 @@ def runs(cluster, tiny_models, tmp_path_factory):
         "--cores",
         "2",  # the test node has 2 CPUs: extraction's min(cores, 8) threads must fit
         "--slurm-keep-successful-logs",
-        "--slurm-init-seconds-before-status-checks",
-        "1",
-        "--seconds-between-status-checks",
-        "2",
+        *FAST_STATUS,
     ]
     try:
         slurm = subprocess.run(
@@ -451,7 +457,7 @@ def test_sbatch_arguments(tiny_models, tmp_path):
     stages.append(["--until", "extract_features", "--forcerun", "extract_features"])
     for extra in stages:
         res = subprocess.run(
-            snakemake_cmd(workdir, "--workflow-profile", str(PROFILE), *extra),
+            snakemake_cmd(workdir, "--workflow-profile", str(PROFILE), *FAST_STATUS, *extra),
             capture_output=True,
             text=True,
             env=env,

@@ -22,6 +22,8 @@ from lmbrain.baselines import expand_model_entries
 from lmbrain.errors import ConfigError
 
 SCHEMA_FILE = "config.schema.yaml"
+#: OpenNeuro accession fetched by default per dataset format (`source: openneuro`).
+FETCH_ACCESSIONS = {"lebel": "ds003020", "lpp": "ds003643", "narratives": "ds002345"}
 #: A name that becomes one component of an output path (dataset, subject, model id; banded
 #: names also allow "+", in the schema): never ``.`` or ``..``, no separator, not hidden.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -185,6 +187,14 @@ def _check_semantics(cfg: dict, source) -> None:
             raise ConfigError(
                 f"datasets.{name}.path", "required (the dataset's root folder)", source
             )
+        if "source" in spec and spec.get("format") not in FETCH_ACCESSIONS:
+            raise ConfigError(
+                f"datasets.{name}.source",
+                f"fetching needs format {', '.join(sorted(FETCH_ACCESSIONS))}",
+                source,
+            )
+        if "source" in spec:
+            spec.setdefault("accession", FETCH_ACCESSIONS[spec["format"]])
     _check_banded(cfg, seen, source)
     _check_alphas(cfg, source)
     fractions = cfg["train_fractions"]

@@ -382,3 +382,123 @@ def list_for(source: S3Source, patterns: Iterable[str]) -> dict[str, RemoteFile]
         listed.append(prefix)
         listing.update(source.list(prefix))
     return listing
+
+
+# -- what a configuration needs, and the plan the workflow fetches by --------------------------
+def is_literal(pattern: str) -> bool:
+    """Whether ``pattern`` names one file (no wildcard)."""
+    return not re.search(r"[*?\[]", pattern)
+
+
+def group_of(key: str, subjects: Iterable[str]) -> str:
+    """The download job a file belongs to: the subject named by one of its folders or its
+    name's ``<subject>_`` prefix, else ``shared``."""
+    subjects = set(subjects)
+    parts = key.split("/")
+    for part in parts[:-1]:
+        if part in subjects:
+            return part
+    head = parts[-1].split("_", 1)[0]
+    return head if head in subjects else "shared"
+
+
+def make_plan(
+    source: S3Source,
+    root: str | Path,
+    patterns: list[str],
+    required: list[str],
+    subjects: list[str] | None,
+    subject_pattern: str,
+    cache: str | Path,
+) -> dict:
+    """What a dataset needs from its bucket, and whether it is all on disk already.
+
+    The plan (source, patterns, files with size and ETag, subjects) is cached in ``cache``.
+    When the cached plan was made for the same source and patterns and every file of it is
+    on disk with a matching record (:func:`is_fetched`), it is returned without a network
+    request; otherwise the bucket's folders that ``patterns`` reach are listed once.
+
+    Parameters
+    ----------
+    patterns, required : list of str
+        Path patterns (:func:`needed_files`) from the adapter's ``remote_patterns``, and those
+        of them that must match (a wildcard one: at least one file).
+    subjects : list of str or None
+        The configured subjects (None: every subject the listing holds).
+    subject_pattern : str
+        Regular expression whose first group is the subject of a key (the adapter's
+        ``REMOTE_SUBJECT``): the subjects of ``subjects: all``, and the check that each
+        configured subject has files.
+
+    Returns
+    -------
+    dict
+        ``files`` (key, size, etag, group), ``subjects``, ``complete`` (nothing to fetch),
+        ``listed`` (whether the bucket was listed now).
+    """
+    from lmbrain.io import save_json
+
+    root, cache = Path(root), Path(cache)
+    ident = {
+        "endpoint": source.endpoint_url,
+        "url": source.url(),
+        "patterns": sorted(patterns),
+        "required": sorted(required),
+        "subjects": None if subjects is None else sorted(subjects),
+    }
+    saved = _read_json(cache)
+    if saved.get("ident") == ident:
+        remote = [RemoteFile(f["key"], f["size"], f["etag"]) for f in saved["files"]]
+        if all(is_fetched(root, r) for r in remote):
+            return {**saved, "complete": True, "listed": False}
+    listing = list_for(source, patterns)
+    files = needed_files(listing, patterns, [p for p in required if is_literal(p)])
+    for pattern in required:
+        if not is_literal(pattern) and not needed_files(listing, [pattern]):
+            raise InputError(source.url(pattern), "no file of the bucket matches this")
+    found = sorted(
+        {m.group(1) for f in files if (m := re.match(subject_pattern, f.key)) is not None}
+    )
+    if subjects is None:
+        subjects = found
+    missing = [s for s in subjects if s not in found]
+    if missing:
+        raise InputError(
+            source.url(), f"no files of subjects {missing} in the bucket (wrong subject name?)"
+        )
+    if not subjects:
+        raise InputError(source.url(), f"no subject's files match {sorted(patterns)}")
+    plan = {
+        "ident": ident,
+        "subjects": list(subjects),
+        "files": [
+            {"key": f.key, "size": f.size, "etag": f.etag, "group": group_of(f.key, subjects)}
+            for f in files
+        ],
+    }
+    if _read_json(cache) != plan:  # rewritten only when it changed
+        save_json(cache, plan)
+    complete = all(
+        is_fetched(root, RemoteFile(f["key"], f["size"], f["etag"])) for f in plan["files"]
+    )
+    return {**plan, "complete": complete, "listed": True}
+
+
+def plan_summary(plan: dict, root: str | Path) -> str:
+    """``N files, X to fetch, M present`` for the log line before any job starts."""
+    root = Path(root)
+    todo = [
+        f for f in plan["files"] if not is_fetched(root, RemoteFile(f["key"], f["size"], f["etag"]))
+    ]
+    return (
+        f"{len(plan['files'])} files needed, {len(todo)} to fetch "
+        f"({format_bytes(sum(f['size'] for f in todo))}), "
+        f"{len(plan['files']) - len(todo)} present"
+    )
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}

@@ -542,11 +542,39 @@ def _convert_gguf(source, gguf, out: Path, **hub) -> None:
             gguf, f"cannot load GGUF file with transformers ({type(exc).__name__}: {exc})"
         ) from exc
     _drop_quantizer(model)
-    model.save_pretrained(out)
+    stored = half_storage_dtype(model)
+    model.to(stored)
+    model.save_pretrained(out)  # safetensors
     tokenizer.save_pretrained(out)
-    (out / "lmbrain_conversion.json").write_text(
-        json.dumps({"source": str(source), "gguf_file": str(gguf)}, indent=2) + "\n"
-    )
+    info = {"source": str(source), "gguf_file": str(gguf), "stored_dtype": str(stored)[6:]}
+    (out / "lmbrain_conversion.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def half_storage_dtype(model):
+    """Half-precision dtype for caching a dequantized GGUF model: float16, else bfloat16.
+
+    A 4- or 8-bit GGUF block dequantizes to ``d * q (+ m)`` with float16 scales, so its
+    values carry quantization steps far coarser than float16's relative rounding (4.9e-4);
+    caching them in float16 halves the converted folder (the demo's 1.8 GB of float32
+    weights) and the loader upcasts to the compute dtype. float16 keeps 3 more mantissa bits
+    than bfloat16 but tops out at 65,504, so a model with any larger finite weight or buffer
+    is cached in bfloat16 (same range as float32) instead.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+
+    Returns
+    -------
+    torch.dtype
+    """
+    import torch
+
+    largest = 0.0
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if tensor.is_floating_point() and tensor.numel():
+            largest = max(largest, float(tensor.detach().abs().max()))
+    return torch.float16 if largest <= torch.finfo(torch.float16).max else torch.bfloat16
 
 
 def _dequantize_kwargs(name: str) -> dict:
@@ -624,7 +652,9 @@ def _random_twin(config, seed: int, dtype, device_map=None):
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        model = AutoModel.from_config(config, **NO_REMOTE_CODE)
+        # drawn in float32 whatever dtype the config records (a half-precision GGUF cache
+        # says float16), so a twin's weights depend only on the architecture and the seed
+        model = AutoModel.from_config(config, dtype=torch.float32, **NO_REMOTE_CODE)
     model = model.to(dtype)
     if device_map is None:
         return model

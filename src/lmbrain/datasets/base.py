@@ -261,3 +261,19 @@ def visible_glob(folder: Path, pattern: str, recursive: bool = False) -> list[Pa
         return []
     found = folder.rglob(pattern) if recursive else folder.glob(pattern)
     return sorted(p for p in found if visible(p, folder))
+
+
+def option_pattern(value, **fields) -> str | None:
+    """For the adapters' ``remote_patterns`` (:mod:`lmbrain.fetch`): a dataset-relative path option as a listing pattern: ``{field}`` filled with its value,
+    or ``*`` when the value is None (every subject, story). ``None`` for an absolute path or
+    an unset option (nothing to fetch)."""
+    if not value:
+        return None
+    text = str(value)
+    if Path(text).is_absolute():
+        return None
+    for name, field in fields.items():
+        text = text.replace("{" + name + "}", "*" if field is None else str(field))
+    while text.startswith("./"):
+        text = text[2:]
+    return text

@@ -63,10 +63,12 @@ from lmbrain.datasets.base import (
     hdf5_data_shape,
     hemisphere_counts,
     load_mask,
+    option_pattern,
     read_array,
     read_hdf5_data,
     resolve,
     test_stories_option,
+    visible_glob,
 )
 from lmbrain.errors import InputError
 from lmbrain.geometry import VolumeGeometry
@@ -136,6 +138,46 @@ class LebelDataset:
         "mask_order": "pycortex",
     }
 
+    @classmethod
+    def remote_subject(cls, options: dict) -> str:
+        """Regex of a bucket key whose first group is its subject (lmbrain.fetch.make_plan)."""
+        return r"derivative/preprocessed_data/([^/]+)/"
+
+    @classmethod
+    def remote_patterns(
+        cls, options: dict, subjects: list[str] | None, audio: bool
+    ) -> tuple[list[str], list[str]]:
+        """The files of the release this adapter reads for ``subjects`` (None: all).
+
+        ``respdict.json``, the stories' TextGrids, the subjects' ``.hf5`` files, the mask
+        (and ``hemispheres``/``repeats`` files, when dataset-relative), and the stories' wav
+        files only for a speech model (``audio``). Patterns match one path component per
+        ``/`` (:func:`lmbrain.fetch.needed_files`).
+
+        Returns
+        -------
+        patterns, required
+            The patterns, and those that must exist (a subject may lack a story's ``.hf5``:
+            the adapter skips it).
+        """
+        opts = {**cls.OPTIONS, **options}
+        stories = opts["stories"] or [None]
+        required = ["derivative/respdict.json"]
+        optional = []
+        for story in stories:
+            name = story or "*"
+            required.append(f"derivative/TextGrids/{name}.TextGrid")
+            if audio:
+                required.append(f"stimuli/{name}.wav")
+        for subject in subjects or [None]:
+            for story in stories:
+                optional.append(f"derivative/preprocessed_data/{subject or '*'}/{story or '*'}.hf5")
+                optional.append(option_pattern(opts["repeats"], subject=subject, story=story))
+            required.append(option_pattern(opts["mask"], subject=subject))
+            required.append(option_pattern(opts["hemispheres"], subject=subject))
+        required = sorted({p for p in required if p})
+        return sorted({*required, *(p for p in optional if p)}), required
+
     def __init__(self, root: str | Path, **options):
         opts, self.trim_start, self.trim_end = adapter_settings(self.OPTIONS, options)
         self.root = Path(root)
@@ -175,7 +217,7 @@ class LebelDataset:
             }
         except (json.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
             raise InputError(self.respdict_path, f"expected {{story: n_trs}} JSON ({exc})") from exc
-        grids = {p.stem for p in self.textgrids.glob("*.TextGrid")}
+        grids = {p.stem for p in visible_glob(self.textgrids, "*.TextGrid")}
         available = sorted(grids & set(self.respdict))
         if opts["stories"]:
             missing = [s for s in opts["stories"] if s not in available]
@@ -210,7 +252,7 @@ class LebelDataset:
     def subjects(self) -> list[str]:
         """Subject folders of ``derivative/preprocessed_data``."""
         base = self.deriv / "preprocessed_data"
-        return sorted(p.name for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+        return [p.name for p in visible_glob(base, "*") if p.is_dir()]
 
     def stimulus_path(self, story: str) -> Path:
         return self.textgrids / f"{story}.TextGrid"

@@ -76,6 +76,7 @@ from lmbrain.datasets.base import (
     load_mask,
     masked_timeseries,
     nifti_n_trs,
+    option_pattern,
     resolve,
     test_stories_option,
     visible_glob,
@@ -140,6 +141,30 @@ class LppDataset:
         "average_of": None,
         "max_trailing_s": DEFAULT_MAX_TRAILING_S,
     }
+
+    @classmethod
+    def remote_subject(cls, options: dict) -> str:
+        """Regex of a bucket key whose first group is its subject (lmbrain.fetch.make_plan)."""
+        return r"derivatives/(sub-[^/]+)/"
+
+    @classmethod
+    def remote_patterns(
+        cls, options: dict, subjects: list[str] | None, audio: bool
+    ) -> tuple[list[str], list[str]]:
+        """The files of the release this adapter reads for ``subjects`` (None: all).
+
+        The annotation, each subject's ``task`` bold runs under ``derivatives/<subject>/func/``
+        (the files :meth:`_bold_files` keeps) and ``mask`` when dataset-relative. The derived
+        mask is computed from the runs on disk, i.e. from the fetched subjects only. No audio
+        is read. Returns the patterns and those that must match (every one here).
+        """
+        opts = {**cls.OPTIONS, **options}
+        out = [option_pattern(opts["annotation"]), option_pattern(opts["mask"])]
+        task = opts["task"]
+        for subject in [s for s in subjects or ["sub-*"] if s != "average"]:
+            out.append(f"derivatives/{subject}/func/*{task}*bold*.nii*")
+        out = sorted({p for p in out if p})
+        return out, out
 
     def __init__(self, root: str | Path, **options):
         opts, self.trim_start, self.trim_end = adapter_settings(self.OPTIONS, options)

@@ -93,8 +93,10 @@ from lmbrain.datasets.base import (
     load_mask,
     masked_timeseries,
     nifti_n_trs,
+    option_pattern,
     resolve,
     test_stories_option,
+    visible_glob,
 )
 from lmbrain.errors import InputError
 from lmbrain.geometry import SurfaceGeometry, VolumeGeometry
@@ -152,6 +154,51 @@ class NarrativesDataset:
         "max_trailing_s": DEFAULT_MAX_TRAILING_S,
     }
 
+    @classmethod
+    def remote_subject(cls, options: dict) -> str:
+        """Regex of a bucket key whose first group is its subject (lmbrain.fetch.make_plan)."""
+        deriv = option_pattern({**cls.OPTIONS, **options}["derivatives"]).rstrip("/")
+        return re.escape(deriv) + r"/(sub-[^/]+)/"
+
+    @classmethod
+    def remote_patterns(
+        cls, options: dict, subjects: list[str] | None, audio: bool
+    ) -> tuple[list[str], list[str]]:
+        """The files of the release this adapter reads for ``subjects`` (None: all).
+
+        ``dataset_description.json``, ``participants.tsv``, ``scan_exclude`` (the publishers'
+        ``code/scan_exclude.json``), the top-level ``task-*_bold.json`` and ``task-*_events.tsv``,
+        every subject's ``events.tsv`` (the nominal onsets are counted over all subjects),
+        the subjects' own ``bold.json`` sidecars, the Gentle ``align.json`` of the stories
+        (``stories:`` may name a task: its transcripts), and the subjects' scans in the chosen
+        ``derivatives`` and ``space`` (+ ``mask`` when dataset-relative). No audio is read.
+
+        Returns
+        -------
+        patterns, required
+            The patterns, and those that must match.
+        """
+        opts = {**cls.OPTIONS, **options}
+        space = opts["space"] or ("fsaverage6" if opts["surface"] else "MNI152NLin2009cAsym")
+        deriv = option_pattern(opts["derivatives"]).rstrip("/")
+        required = [
+            "dataset_description.json",
+            "participants.tsv",
+            "task-*_bold.json",
+            option_pattern(opts["scan_exclude"]),
+        ]
+        optional = ["task-*_events.tsv", "sub-*/func/sub-*_task-*_events.tsv"]
+        for story in opts["stories"] or [None]:
+            required.append(f"stimuli/gentle/{story + '*' if story else '*'}/align.json")
+        for subject in [s for s in subjects or [None] if s != "average"]:
+            name = subject or "sub-*"
+            optional.append(f"{name}/func/{name}_task-*bold.json")
+            required.append(f"{deriv}/{name}/func/{name}_task-*_space-{space}_*")
+            if not opts["surface"]:
+                required.append(option_pattern(opts["mask"], subject=subject))
+        required = sorted({p for p in required if p})
+        return sorted({*required, *optional}), required
+
     def __init__(self, root: str | Path, **options):
         opts, self.trim_start, self.trim_end = adapter_settings(self.OPTIONS, options)
         self.root = Path(root)
@@ -180,7 +227,7 @@ class NarrativesDataset:
         self.exclude_path = (
             resolve(self.root, opts["scan_exclude"]) if opts["scan_exclude"] else None
         )
-        folders = sorted(p.parent.name for p in gentle.glob("*/align.json"))
+        folders = sorted(p.parent.name for p in visible_glob(gentle, "*/align.json"))
         tasks = self._release_tasks()
         self.story_task = {s: _task_of(s, tasks) for s in folders}
         self.stories = self._chosen_stories(opts["stories"], folders, tasks, gentle)
@@ -197,10 +244,11 @@ class NarrativesDataset:
     def _release_tasks(self) -> set[str]:
         """BIDS task names of the release: top-level sidecars and the derivatives' scans."""
         tasks = {
-            p.name[len("task-") : -len("_bold.json")] for p in self.root.glob("task-*_bold.json")
+            p.name[len("task-") : -len("_bold.json")]
+            for p in visible_glob(self.root, "task-*_bold.json")
         }
         if self.deriv.is_dir():
-            for path in self.deriv.glob("sub-*/func/*_task-*"):
+            for path in visible_glob(self.deriv, "sub-*/func/*_task-*"):
                 match = _TASK.search(path.name)
                 if match:
                     tasks.add(match.group(1))
@@ -272,7 +320,7 @@ class NarrativesDataset:
     # -- layout ----------------------------------------------------------------------------
     def _sidecars(self, task: str) -> list[Path]:
         top = self.root / f"task-{task}_bold.json"
-        own = sorted(self.root.glob(f"sub-*/func/sub-*_task-{task}_*bold.json"))
+        own = sorted(visible_glob(self.root, f"sub-*/func/sub-*_task-{task}_*bold.json"))
         return ([own[0]] if own else []) + ([top] if top.is_file() else [])
 
     def _sidecar_tr(self) -> float:
@@ -323,7 +371,7 @@ class NarrativesDataset:
     def real_subjects(self) -> list[str]:
         if not self.deriv.is_dir():
             raise InputError(self.deriv, "derivatives folder not found (see `derivatives`)")
-        return sorted(p.name for p in self.deriv.glob("sub-*") if p.is_dir())
+        return sorted(p.name for p in visible_glob(self.deriv, "sub-*") if p.is_dir())
 
     @cached_property
     def subjects(self) -> list[str]:
@@ -353,7 +401,7 @@ class NarrativesDataset:
         space = f"_space-{self.space}_"
         names = sorted(
             p
-            for p in folder.glob(f"{prefix}*")
+            for p in visible_glob(folder, f"{prefix}*")
             if space in p.name.replace(".", "_") and p.is_file()
         )
         scans: dict[str, list[Path]] = {}
@@ -438,7 +486,8 @@ class NarrativesDataset:
             for subject in self.real_subjects:
                 folder = self.deriv / subject / "func"
                 scans = {
-                    p.name.split("_space-")[0] for p in folder.glob(f"{subject}_task-{task}_*")
+                    p.name.split("_space-")[0]
+                    for p in visible_glob(folder, f"{subject}_task-{task}_*")
                 }
                 for scan in scans:
                     onsets = self._event_onsets(scan)
