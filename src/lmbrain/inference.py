@@ -56,6 +56,23 @@ def too_few_subjects_note(n_subjects: int) -> str:
     )
 
 
+def ci_test_columns(prefix: str, cis: dict, tests: dict) -> dict:
+    """The inference columns of a summary row for the statistic ``prefix`` (``slope``, ``gap``).
+
+    ``<prefix>_ci_low/high`` (the hierarchical CI), ``..._subjects`` and ``..._voxels`` (the
+    one-level variants) from ``cis`` (``{level: (low, high)}``, :data:`LEVELS`), and
+    ``<prefix>_t``, ``_t_p``, ``_signflip_p`` from :func:`one_sample_tests`.
+    """
+    out = {}
+    for level in LEVELS:
+        suffix = "" if level == "hierarchical" else f"_{level}"
+        out[f"{prefix}_ci_low{suffix}"], out[f"{prefix}_ci_high{suffix}"] = cis[level]
+    out[f"{prefix}_t"] = tests["t"]
+    out[f"{prefix}_t_p"] = tests["t_p"]
+    out[f"{prefix}_signflip_p"] = tests["signflip_p"]
+    return out
+
+
 def stratum_means(
     values: np.ndarray, strata: list[np.ndarray], n_boot: int, rng: np.random.Generator
 ) -> np.ndarray:
