@@ -5,6 +5,8 @@
   nilearn ships (no download) for surface maps on fsaverage5, and a per-hemisphere histogram
   for maps without geometry or on another mesh (nilearn would have to download it).
 - :func:`plot_roi_bars`: mean r per ROI of each model's best layer, one panel per hemisphere.
+- :func:`plot_roi_slopes`: the scaling slope per ROI (left and right) and the asymmetry
+  slope per ROI, with their CIs (``summary/scaling_fits_roi.tsv``).
 
 :func:`best_fit` picks the fit a subject's map figure shows. Figures are drawn on the Agg
 canvas without pyplot and written atomically (PNG, dpi 150).
@@ -263,6 +265,85 @@ def plot_roi_bars(roi_table: pd.DataFrame, scores: pd.DataFrame, out: str | Path
     axes[-1].legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     _save(fig, out)
+
+
+def plot_roi_slopes(fits: pd.DataFrame, out: str | Path) -> None:
+    """Scaling slope per ROI, left and right, and the asymmetry slope per ROI.
+
+    Parameters
+    ----------
+    fits : pandas.DataFrame
+        :func:`lmbrain.roi_scaling.roi_scaling_fits` rows (``summary/scaling_fits_roi.tsv``);
+        the pooled ``group="trained"`` rows are drawn.
+    out : str or Path
+        Output PNG.
+
+    Notes
+    -----
+    Left panel: slope of mean r against log10(parameters) in each ROI's left and right part,
+    with its 95% CI; right panel: slope of left - right. The CI is the hierarchical one
+    (subjects, then voxels within the ROI), or where that is missing (fewer than 3
+    subjects) the voxel-only one, and the title says so. One row of panels per dataset.
+    """
+    rows = fits[fits["group"] == "trained"] if len(fits) else fits
+    datasets = sorted(rows["dataset"].unique()) if len(rows) else []
+    fig = _new_figure((11.0, 3.8 * max(len(datasets), 1)))
+    if not datasets:
+        ax = fig.add_subplot(1, 1, 1)
+        ax.text(0.5, 0.5, "no ROI fits", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        _save(fig, out)
+        return
+    axes = fig.subplots(len(datasets), 2, squeeze=False)
+    for (left, right), dataset in zip(axes, datasets, strict=True):
+        sub = rows[rows["dataset"] == dataset]
+        rois = sorted(sub["roi"].astype(str).unique())
+        kinds = set()
+        for side, color, shift in [("L", "C0", -0.15), ("R", "C3", 0.15)]:
+            part = sub[(sub["fit"] == "params") & (sub["hemisphere"] == side)]
+            kinds |= _slope_points(left, part, rois, shift, color, f"{side} hemisphere")
+        part = sub[sub["fit"] == "asymmetry"]
+        kinds |= _slope_points(right, part, rois, 0.0, "0.2", "left - right")
+        for ax, what in [(left, "slope of mean r"), (right, "slope of left - right r")]:
+            ax.axhline(0.0, color="0.5", lw=0.8)
+            ax.set_xticks(np.arange(len(rois)), rois, rotation=45 if len(rois) > 6 else 0)
+            ax.set_xlabel("ROI")
+            ax.set_ylabel(f"{what}\nper decade of parameters")
+        left.legend(frameon=False, fontsize=8)
+        ci = "95% CI: " + (" / ".join(sorted(kinds)) if kinds else "none")
+        left.set_title(f"{dataset}: size slope per ROI ({ci})", fontsize=9)
+        right.set_title(f"{dataset}: asymmetry slope per ROI ({ci})", fontsize=9)
+    fig.tight_layout()
+    _save(fig, out)
+
+
+def _slope_points(ax, part: pd.DataFrame, rois: list, shift: float, color, label) -> set:
+    """Draw one slope per ROI with its CI; return the kinds of CI drawn."""
+    kinds, xs, ys, lows, highs = set(), [], [], [], []
+    for i, name in enumerate(rois):
+        hit = part[part["roi"].astype(str) == name]
+        if hit.empty or not np.isfinite(hit.iloc[0]["slope"]):
+            continue
+        row = hit.iloc[0]
+        low, high, kind = _slope_ci(row)
+        kinds |= {kind} if kind else set()
+        xs.append(i + shift)
+        ys.append(row["slope"])
+        # a percentile CI need not contain the estimate: bars never go negative
+        lows.append(max(row["slope"] - low, 0.0) if np.isfinite(low) else 0.0)
+        highs.append(max(high - row["slope"], 0.0) if np.isfinite(high) else 0.0)
+    if xs:
+        ax.errorbar(xs, ys, yerr=[lows, highs], fmt="o", color=color, capsize=3, label=label)
+    return kinds
+
+
+def _slope_ci(row: pd.Series) -> tuple[float, float, str]:
+    """The hierarchical CI of a fit row, else its voxel-only CI, and which one it is."""
+    for suffix, kind in (("", "subjects, then voxels"), ("_voxels", "voxels only")):
+        low, high = row.get(f"slope_ci_low{suffix}"), row.get(f"slope_ci_high{suffix}")
+        if low is not None and np.isfinite(low) and np.isfinite(high):
+            return float(low), float(high), kind
+    return float("nan"), float("nan"), ""
 
 
 def _sem(values: pd.Series) -> float:

@@ -49,10 +49,18 @@ ROI_COLUMNS: tuple[str, ...] = (
     "n_voxels_ceiling",
     "mean_r",
     "mean_r_norm",
+    "n_subjects",
+    "n_train_stories",
+    "n_test_stories",
+    "resampling",
 )
 """Columns of :func:`roi_table`."""
 
 _ROW_KEYS = ROI_COLUMNS[: ROI_COLUMNS.index("roi")]
+_SAMPLE_KEYS = ("n_train_stories", "n_test_stories")
+
+#: ``resampling`` of an ROI table row: a descriptive mean of one fit, no interval.
+ROI_RESAMPLING = "none (one subject's fit, mean over the ROI's voxels)"
 
 
 def rois_from_labels(labels) -> dict[str, np.ndarray]:
@@ -283,7 +291,11 @@ def roi_table(
     -------
     pandas.DataFrame
         Columns :data:`ROI_COLUMNS`: one row per (fit, ROI, hemisphere), sorted by
-        (dataset, subject, model, layer, train_fraction, roi, hemisphere order).
+        (dataset, subject, model, layer, train_fraction, roi, hemisphere order). Each row
+        states its sample like the other summary tables: ``n_subjects`` (1: a row is one
+        subject's fit), ``n_voxels``, ``n_train_stories`` and ``n_test_stories`` (the fit's,
+        NaN where the score table lacks them) and ``resampling`` (:data:`ROI_RESAMPLING`: the
+        row is a plain mean, with no interval).
     """
     if load_voxels is None:
         from lmbrain.aggregate import load_fit_voxels as load_voxels
@@ -300,7 +312,9 @@ def roi_table(
                 f"ROIs cover {next(iter(membership.values())).size}",
             )
         head = {k: fit[k] for k in _ROW_KEYS}
-        rows += [{**head, **row} for row in roi_scores(voxels, membership)]
+        sample = {"n_subjects": 1, **{k: fit.get(k, np.nan) for k in _SAMPLE_KEYS}}
+        sample["resampling"] = ROI_RESAMPLING
+        rows += [{**head, **row, **sample} for row in roi_scores(voxels, membership)]
     table = pd.DataFrame(rows, columns=list(ROI_COLUMNS))
     if table.empty:
         return table
