@@ -5,6 +5,10 @@ vector (no geometry), as `lmbrain.brainmaps` describes; which one is decided per
 (`map_kind`). One job per (subject, model) writes the maps of all its fits (every layer and
 train fraction) into `maps/<subject>/<model>/`, named like the fits: maps are small and cheap,
 and a job per fit would double the DAG (Snakemake's per-job cost, BENCHMARKS.md).
+
+The ROI job also writes the scaling fits and the noise-ceiling extrapolation per ROI
+(`lmbrain.roi_scaling`): it already has the ROI rows they start from, and a job of its own
+would add a job per dataset for a few seconds of work.
 """
 
 
@@ -60,12 +64,19 @@ rule summarize_rois:
         data=dataset_inputs,
         rois=roi_inputs,
     output:
-        report(
-            f"{RESULTS}/{{dataset}}/summary/scores_roi.tsv",
-            caption="../report/scores_roi.rst",
-            category="Tables",
-            subcategory="{dataset}",
-        ),
+        **{
+            name: report(
+                f"{RESULTS}/{{dataset}}/summary/{table}.tsv",
+                caption=f"../report/{table}.rst",
+                category="Tables",
+                subcategory="{dataset}",
+            )
+            for name, table in [
+                ("scores", "scores_roi"),
+                ("fits", "scaling_fits_roi"),
+                ("extrapolation", "scaling_extrapolation_roi"),
+            ]
+        },
     log:
         f"{RESULTS}/{{dataset}}/logs/summarize_rois.log",
     conda:
@@ -75,6 +86,9 @@ rule summarize_rois:
         format=lambda wc: DATASETS[wc.dataset]["format"],
         options=dataset_options,
         rois=lambda wc: roi_config(wc.dataset),
+        n_bootstrap=CFG["aggregate"]["n_bootstrap"],
+        seed=CFG["seed"],
+        target=CFG["aggregate"]["extrapolation_target"],
     script:
         "../scripts/summarize_rois.py"
 
@@ -83,13 +97,17 @@ rule plot_rois:
     input:
         rois=f"{RESULTS}/{{dataset}}/summary/scores_roi.tsv",
         scores=f"{RESULTS}/{{dataset}}/summary/scores.tsv",
+        fits=f"{RESULTS}/{{dataset}}/summary/scaling_fits_roi.tsv",
     output:
-        report(
-            f"{RESULTS}/{{dataset}}/plots/roi.png",
-            caption="../report/roi.rst",
-            category="Figures",
-            subcategory="{dataset}",
-        ),
+        **{
+            name: report(
+                f"{RESULTS}/{{dataset}}/plots/{name}.png",
+                caption=f"../report/{name}.rst",
+                category="Figures",
+                subcategory="{dataset}",
+            )
+            for name in ["roi", "roi_scaling"]
+        },
     log:
         f"{RESULTS}/{{dataset}}/logs/plot_rois.log",
     conda:

@@ -90,6 +90,9 @@ def map_outputs(name):
     if has_rois(name):
         out += [
             f"{RESULTS}/{name}/summary/scores_roi.tsv",
+            f"{RESULTS}/{name}/summary/scaling_fits_roi.tsv",
+            f"{RESULTS}/{name}/summary/scaling_extrapolation_roi.tsv",
             f"{RESULTS}/{name}/plots/roi.png",
+            f"{RESULTS}/{name}/plots/roi_scaling.png",
         ]
     return out

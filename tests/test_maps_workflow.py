@@ -23,6 +23,8 @@ import pytest
 import yaml
 
 from lmbrain.demo import demo_mask, make_demo_dataset
+from lmbrain.roi import ROI_RESAMPLING
+from lmbrain.roi_scaling import ROI_EXTRAPOLATION_COLUMNS, ROI_FIT_COLUMNS
 from lmbrain.testing import make_tiny_model
 
 pytestmark = pytest.mark.slow
@@ -110,7 +112,7 @@ def test_surface_map_holds_the_fit_at_its_vertices(maps_run):
 
 def test_map_figures_and_roi_summaries(maps_run):
     for name in ["vol", "surf"]:
-        for png in ["brainmap_sub-01.png", "roi.png"]:
+        for png in ["brainmap_sub-01.png", "roi.png", "roi_scaling.png"]:
             data = (maps_run / name / "plots" / png).read_bytes()
             assert data[:8] == PNG and len(data) > 10_000
     vol = pd.read_csv(maps_run / "vol/summary/scores_roi.tsv", sep="\t")
@@ -127,3 +129,16 @@ def test_map_figures_and_roi_summaries(maps_run):
     surf = pd.read_csv(maps_run / "surf/summary/scores_roi.tsv", sep="\t")
     assert set(surf["roi"]) == {"AC", "STS", "IFG", "AG"}
     assert len(surf) == 4 * 3
+    assert vol["n_subjects"].eq(1).all() and vol["n_test_stories"].eq(1).all()
+    assert vol["resampling"].eq(ROI_RESAMPLING).all()
+    # per-ROI scaling fits and extrapolation (one model: rows without a slope)
+    fits = pd.read_csv(maps_run / "vol/summary/scaling_fits_roi.tsv", sep="\t")
+    assert list(fits.columns) == list(ROI_FIT_COLUMNS)
+    assert set(zip(fits["roi"], fits["hemisphere"], fits["fit"], strict=True)) == {
+        *((r, h, "params") for r in "AB" for h in ("L", "R", "both") if (r, h) != ("A", "R")),
+        ("A", "both", "asymmetry"),
+        ("B", "both", "asymmetry"),
+    }  # A lies in the left blob only: no right part
+    extrapolation = pd.read_csv(maps_run / "vol/summary/scaling_extrapolation_roi.tsv", sep="\t")
+    assert list(extrapolation.columns) == list(ROI_EXTRAPOLATION_COLUMNS)
+    assert sorted(extrapolation["roi"].unique()) == ["A", "B"]
