@@ -203,6 +203,10 @@ def test_fewer_than_three_subjects_give_the_voxel_ci_and_a_note():
 def test_family_groups_and_reproducible_streams(planted):
     scores, arrays, rois, roi_rows, fits = planted
     assert set(fits["group"]) == {"trained", "family:fam"}
+    keys = fits[["roi", "fit", "hemisphere", "group"]].values.tolist()
+    assert keys[:3] == [["A", "params", "L", "trained"], ["A", "params", "L", "family:fam"],
+                        ["A", "params", "R", "trained"]]  # fmt: skip
+    assert keys[6] == ["A", "asymmetry", "both", "trained"]
     again = roi_scaling_fits(scores, roi_rows, rois, arrays.__getitem__, n_boot=300, seed=3)
     pd.testing.assert_frame_equal(fits, again)
 

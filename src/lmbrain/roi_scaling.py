@@ -193,8 +193,8 @@ def roi_scaling_fits(
     Returns
     -------
     pandas.DataFrame
-        Columns :data:`ROI_FIT_COLUMNS`, sorted by (dataset, roi, fit, hemisphere L/R/both,
-        group). For every ROI and hemisphere part (``L``, ``R``, ``both``), the
+        Columns :data:`ROI_FIT_COLUMNS`, sorted by (dataset, roi, fit params/asymmetry,
+        hemisphere L/R/both, group ``trained`` first). For every ROI and hemisphere part (``L``, ``R``, ``both``), the
         ``fit=params`` rows of :func:`lmbrain.aggregate.scaling_fits` (``group=trained``
         pooled, ``family:<f>`` and ``modality:<m>`` where it makes them) with ``mean_r`` the
         part's mean test r at each model's best layer; for ``both``, also the
@@ -229,10 +229,11 @@ def roi_scaling_fits(
     order = {
         "_f": table["fit"].map({f: i for i, f in enumerate(ROI_FITS)}),
         "_h": table["hemisphere"].map({h: i for i, h in enumerate(ROI_HEMISPHERES)}),
+        "_g": table["group"].ne("trained"),  # the pooled fit first, as in scaling_fits.tsv
     }
-    keys = ["dataset", "roi", "_f", "_h", "group"]
+    keys = ["dataset", "roi", "_f", "_h", "_g", "group"]
     table = table.assign(**order).sort_values(keys, kind="mergesort")
-    return table.drop(columns=["_f", "_h"]).reset_index(drop=True)
+    return table.drop(columns=list(order)).reset_index(drop=True)
 
 
 def roi_extrapolations(
