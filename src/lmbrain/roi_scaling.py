@@ -16,12 +16,16 @@ score, :func:`lmbrain.aggregate.best_layers`): the layer of ``scaling_fits.tsv``
 ROI slopes break the whole-brain slope down by region rather than each region choosing its
 own layer.
 
-Why: Bonnasse-Gahot & Pallier (2024, arXiv:2405.17992, Results, the region-of-interest
-analysis of the left-right difference) ask *where* the brain score grows with model size and
-where the left-right asymmetry appears; Antonello, Vaidya & Huth (2023, NeurIPS, "Scaling
-laws for language encoding models in fMRI", Results, the noise-ceiling analysis) find some
-areas (precuneus, higher auditory cortex) much closer to their noise ceiling than others,
-which an extrapolation per ROI makes explicit.
+Why: Bonnasse-Gahot & Pallier (2024, arXiv:2405.17992, ROI analysis) ask *where* the brain
+score grows with model size and where the left-right asymmetry appears. Their code
+(github.com/l-bg/llms_brain_lateralization: ``create_roi_masks.py`` draws seven 10 mm
+left-hemisphere spheres, mirrored to the right; the "ROIs analysis" cells of
+``analyze_results.ipynb`` regress each ROI's mean left and right brain correlation, and their
+difference, on log parameters) is what ``fit=params`` per hemisphere and ``fit=asymmetry``
+per ROI do here, with subject-level inference added. Antonello, Vaidya & Huth (2023, NeurIPS,
+"Scaling laws for language encoding models in fMRI", noise-ceiling analysis) find some areas
+(precuneus, higher auditory cortex) much closer to their noise ceiling than others, which an
+extrapolation per ROI makes explicit.
 """
 
 from __future__ import annotations
