@@ -272,3 +272,21 @@ def test_roi_slope_figure(planted, tmp_path):
     assert (tmp_path / "roi_scaling.png").read_bytes()[:8] == PNG
     plot_roi_slopes(fits.iloc[0:0], tmp_path / "empty.png")
     assert (tmp_path / "empty.png").read_bytes()[:8] == PNG
+
+
+def test_roi_voxels_errors_name_the_fit():
+    from lmbrain.errors import InputError
+    from lmbrain.roi_scaling import RoiVoxels
+
+    scores, arrays, rois = simulate(n_subjects=1)
+    wrong = {s: {"A": np.ones(3, bool)} for s in rois}
+    voxels = RoiVoxels(scores, wrong, arrays.__getitem__)
+    with pytest.raises(InputError, match=r"sub-00/m0\.npz: has 120 voxels but ROI 'A'"):
+        voxels.loader("A", "both")("sub-00/m0.npz")
+    bare = {path: {"r": a["r"]} for path, a in arrays.items()}
+    with pytest.raises(InputError, match=r"m0\.npz: per-voxel arrays lack 'r' or 'hemisphere'"):
+        RoiVoxels(scores, rois, bare.__getitem__).arrays("sub-00/m0.npz")
+    # a subject without the ROI contributes no voxel
+    assert (
+        RoiVoxels(scores, {}, arrays.__getitem__).loader("A", "L")("sub-00/m0.npz")["r"].size == 0
+    )
