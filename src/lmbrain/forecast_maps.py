@@ -125,7 +125,8 @@ def plot_forecast_maps(kind: str, prefixes: Mapping[str, str], title: str, out) 
     loaded = {model: _load(kind, map_paths(p, kind)) for model, p in prefixes.items()}
     surface = kind == "surface" and all(mesh in NILEARN_MESHES for _, mesh in loaded.values())
     height = 3.4 if kind == "volume" else 3.0
-    fig = Figure(figsize=(10.0, height * max(1, len(rows)) + 0.6))
+    layout = None if kind == "volume" or surface else "constrained"  # histograms only
+    fig = Figure(figsize=(10.0, height * max(1, len(rows)) + 0.6), layout=layout)
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(max(1, len(rows)), 2)
     for i, (model, measure) in enumerate(rows):
