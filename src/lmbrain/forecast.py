@@ -27,11 +27,12 @@ story are permuted (one permutation per story, drawn from ``seed`` and the story
 by every distance and layer), then the window is built, PCA-reduced and fitted exactly like
 the true one, so it has the same dimension, the same end-of-story padding and the same word
 statistics, but no relation to the words actually ahead. ``F_control = r(current + random
-window) - r(current)``; a forecast effect is ``F > F_control``. Caucheteux, Gramfort & King
-(2023) compare their forecast scores to such forecast windows of random words of the story
-(Results, "Isolating forecast representations", and its Supplementary figure on random
-forecast windows); their Methods text was not available to us, so the exact shuffle (here a
-permutation of the story's words, not a draw with replacement) is our reading.
+window) - r(current)``; a forecast effect is ``F > F_control``. This follows a reading of
+Caucheteux, Gramfort & King (2023) as comparing forecast scores with windows of random words
+of the same story; their Methods text could not be checked here (only the introduction of
+https://www.nature.com/articles/s41562-022-01516-2 was available), so the section and the
+exact draw (here a permutation of the story's words, not draws with replacement) are
+unverified.
 
 PCA is computed exactly (SVD of the centred training matrix; each component's sign is fixed
 so that its largest-magnitude loading is positive), so it has no randomness; reruns are
