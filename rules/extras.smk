@@ -108,11 +108,21 @@ try:
     )
 except LmbrainError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
+if FORECAST and "forecast" in MODELS:
+    # the forecast maps of a subject live in maps/<subject>/forecast/, beside the models' maps
+    raise WorkflowError(
+        "invalid configuration: model id 'forecast' clashes with the forecast maps folder "
+        "maps/<subject>/forecast/; give the model another name"
+    )
 for _name in DATASETS:
     if FORECAST:
         EXTRA_TARGETS[_name] += [
             f"{RESULTS}/{_name}/summary/forecast.tsv",
             f"{RESULTS}/{_name}/plots/forecast.png",
+            f"{RESULTS}/{_name}/plots/forecast_roi.png",
+        ]
+        EXTRA_TARGETS[_name] += [
+            f"{RESULTS}/{_name}/plots/forecast_map_{s}.png" for s in SUBJECTS[_name]
         ]
 
 
@@ -136,11 +146,48 @@ rule forecast_fit:
         format=lambda wc: DATASETS[wc.dataset]["format"],
         options=dataset_options,
         layers=lambda wc: FORECAST[wc.model],
-        settings={k: CFG["forecast"][k] for k in ("distances", "width", "mode")},
+        settings={
+            **{k: CFG["forecast"][k] for k in ("distances", "width", "mode")},
+            "control": (
+                None
+                if CFG["forecast"]["control"] == "none"
+                else CFG["forecast"]["control"]
+            ),
+        },
+        seed=CFG["seed"],
         temporal=CFG["temporal"],
         fitting=CFG["fitting"],
     script:
         "../scripts/forecast_fit.py"
+
+
+rule forecast_maps:
+    input:
+        forecast=lambda wc: [
+            f"{RESULTS}/{wc.dataset}/forecast/{wc.subject}/{mid}.npz"
+            for mid in FORECAST
+        ],
+        data=dataset_inputs,
+    output:
+        maps=directory(f"{RESULTS}/{{dataset}}/maps/{{subject}}/forecast"),
+        plot=report(
+            f"{RESULTS}/{{dataset}}/plots/forecast_map_{{subject}}.png",
+            caption="../report/forecast_map.rst",
+            category="Figures",
+            subcategory="{dataset}",
+        ),
+    log:
+        f"{RESULTS}/{{dataset}}/logs/forecast_maps/{{subject}}.log",
+    conda:
+        "../envs/plot.yaml"
+    params:
+        root=dataset_root,
+        format=lambda wc: DATASETS[wc.dataset]["format"],
+        options=dataset_options,
+        kind=lambda wc: map_kind(wc.dataset, wc.subject),
+        models=list(FORECAST),
+    script:
+        "../scripts/forecast_maps.py"
 
 
 rule forecast_summary:
@@ -160,6 +207,12 @@ rule forecast_summary:
         plot=report(
             f"{RESULTS}/{{dataset}}/plots/forecast.png",
             caption="../report/forecast.rst",
+            category="Figures",
+            subcategory="{dataset}",
+        ),
+        roi_plot=report(
+            f"{RESULTS}/{{dataset}}/plots/forecast_roi.png",
+            caption="../report/forecast_roi.rst",
             category="Figures",
             subcategory="{dataset}",
         ),

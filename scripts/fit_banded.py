@@ -22,6 +22,13 @@ voxels, row = fit_banded_encoding_model(
     seed=params.seed,
 )
 row = {"dataset": wc.dataset, "name": wc.banded, **row}
-save_npz(snakemake.output.voxels, **voxels)
+row["n_train_stories"] = len(dataset.train_stories)
+row["n_test_stories"] = len(dataset.test_stories)
+save_npz(
+    snakemake.output.voxels,
+    **voxels,
+    n_train_stories=row["n_train_stories"],
+    n_test_stories=row["n_test_stories"],
+)
 save_json(snakemake.output.row, row)
 log.info("banded %s: joint R2 %.4f", wc.banded, float(voxels["r2"].mean()))

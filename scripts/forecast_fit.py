@@ -22,6 +22,8 @@ result = fit_forecast(
     mode=settings["mode"],
     temporal=params.temporal,
     fitting=params.fitting,
+    control=settings["control"],
+    seed=params.seed,
 )
 voxels = dataset.voxels(wc.subject)
 keys = {

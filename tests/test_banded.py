@@ -100,3 +100,24 @@ def test_winning_band_handles_nan_and_checks_inputs():
     assert list(winning_band(shares, ["a", "b"])) == ["b", "", "a"]
     with pytest.raises(ValueError, match="at least two"):
         fit_banded_ridge_cv([np.zeros((4, 2))], np.zeros((4, 1)), [0, 0, 1, 1], [1.0])
+
+
+def test_banded_summary_states_its_sample():
+    from lmbrain.aggregate import banded_summary
+
+    vox = {
+        "r2": np.array([0.1, 0.3, np.nan]),
+        "split_r2_a": np.array([0.05, 0.2, 0.0]),
+        "unique_a": np.array([0.01, 0.1, 0.0]),
+        "shared": np.array([0.0, 0.1, 0.0]),
+        "winner": np.array(["a", "a", "a"]),
+        "hemisphere": np.array(["L", "R", "R"]),
+        "n_train_stories": np.asarray(4),
+        "n_test_stories": np.asarray(1),
+    }
+    table = banded_summary({("S1", "m"): vox}).set_index("hemisphere")
+    assert (table["n_subjects"] == 1).all() and (table["n_train_stories"] == 4).all()
+    assert (table["n_test_stories"] == 1).all() and table["resampling"].str.startswith("none").all()
+    assert table.loc["all", "mean_joint_r2"] == pytest.approx(0.2)  # NaN voxel left out
+    old = {k: v for k, v in vox.items() if not k.startswith("n_")}  # fits written before
+    assert (banded_summary({("S1", "m"): old})["n_train_stories"] == -1).all()

@@ -63,7 +63,12 @@ def extras_config(models, glove) -> dict:
         "features": {"context_tokens": 8, "stride_tokens": 8, "batch_size": 16, "threads": 1},
         "fitting": {"alphas": [1.0, 100.0], "n_folds": 2},
         "aggregate": {"n_bootstrap": 20},
-        "forecast": {"enabled": True, "distances": [0, 2], "models": ["gpt2-a"]},
+        "forecast": {
+            "enabled": True,
+            "distances": [0, 2],
+            "models": ["gpt2-a"],
+            "control": "random_future",
+        },
     }
 
 
@@ -145,3 +150,20 @@ def test_forecast_outputs(extras_run):
     everything = table[(table.hemisphere == "all") & (table.distance == 2)].iloc[0]
     assert everything["mean_F"] == pytest.approx(np.nanmean(voxels["F"][0, 1]), abs=1e-5)
     assert (extras_run / "plots" / "forecast.png").stat().st_size > 10_000
+    # the random-future control, computed in the same job
+    assert voxels["F_control"].shape == (1, 2, 12) and np.isfinite(voxels["F_control"]).all()
+    assert everything["mean_F_control"] == pytest.approx(
+        np.nanmean(voxels["F_control"][0, 1]), abs=1e-5
+    )
+    assert (table["n_subjects"] == 1).all() and (table["n_test_stories"] >= 1).all()
+    assert (table["n_train_stories"] >= 1).all() and table["resampling"].notna().all()
+    assert (extras_run / "plots" / "forecast_roi.png").stat().st_size > 10_000
+    # maps: the simulation writes a mask, so a 4-D NIfTI with the measures named
+    from lmbrain.brainmaps import read_volume_map
+
+    maps, _ = read_volume_map(extras_run / "maps" / "sub-01" / "forecast" / "gpt2-a.nii.gz")
+    best_d = maps["best_d"][np.isfinite(maps["best_d"])]
+    assert best_d.size == 12 and set(best_d) <= {0, 2}
+    np.testing.assert_array_equal(np.sort(best_d), np.sort(voxels["best_d"]))
+    assert {"r", "F_best", "F_d0", "F_d2", "F_control_d2"} <= set(maps)
+    assert (extras_run / "plots" / "forecast_map_sub-01.png").stat().st_size > 10_000

@@ -111,24 +111,33 @@ class ToyDataset:
         return {"hemisphere": self.hemi, "roi": np.array(["X"] * self.hemi.size)}
 
 
-def test_planted_forecast_distance_recovered():
-    planted = [3] * 8 + [7] * 8 + [None] * 4
-    data = ToyDataset(planted)
+PLANTED = [3] * 8 + [7] * 8 + [None] * 4  # voxel -> planted forecast distance (None: none)
+DISTANCES = [0, 1, 3, 5, 7]
+TEMPORAL = {"method": "lanczos", "delays": [1, 2, 3, 4], "window": 3}
+FITTING = {"alphas": [1.0, 10.0, 100.0, 1000.0], "n_folds": 4, "backend": "numpy", "solver": "auto"}
+
+
+@pytest.fixture(scope="module")
+def planted():
+    """One forecast fit (with the random-future control) of the planted toy data."""
+    data = ToyDataset(PLANTED)
     result = fit_forecast(
         data,
         "S",
         lambda story, layer: data.features[story],
         current_layer=0,
         forecast_layers=[0],
-        distances=[0, 1, 3, 5, 7],
-        temporal={"method": "lanczos", "delays": [1, 2, 3, 4], "window": 3},
-        fitting={
-            "alphas": [1.0, 10.0, 100.0, 1000.0],
-            "n_folds": 4,
-            "backend": "numpy",
-            "solver": "auto",
-        },
+        distances=DISTANCES,
+        temporal=TEMPORAL,
+        fitting=FITTING,
+        control="random_future",
+        seed=5,
     )
+    return data, result
+
+
+def test_planted_forecast_distance_recovered(planted):
+    data, result = planted
     best = result["best_d"]
     np.testing.assert_array_equal(best[:8], 3)
     np.testing.assert_array_equal(best[8:16], 7)
@@ -142,6 +151,108 @@ def test_planted_forecast_distance_recovered():
     left = table[(table.hemisphere == "L") & (table.roi == "all")].set_index("distance")
     np.testing.assert_allclose(left["mean_F"], F[:, :10].mean(axis=1), rtol=1e-5)
     assert left.loc[3, "share_best"] == pytest.approx(0.8)  # 8 of the 10 left voxels
+
+
+def test_random_future_control(planted):
+    """Responses that depend on the true future words: F > F_control; no forecast: both ~ 0."""
+    _, result = planted
+    F, Fc = result["F"][0], result["F_control"][0]
+    np.testing.assert_allclose(
+        result["F_control"], result["r_control"] - result["r_base"], atol=1e-6
+    )
+    d3, d7 = 2, 4
+    assert (F[d3, :8] > Fc[d3, :8]).all() and (F[d7, 8:16] > Fc[d7, 8:16]).all()
+    assert F[d3, :8].mean() - Fc[d3, :8].mean() > 0.1
+    assert abs(Fc[:, :16].mean()) < 0.05  # random words carry none of the planted future
+    assert abs(F[:, 16:].mean()) < 0.05 and abs(Fc[:, 16:].mean()) < 0.05
+    assert str(result["control"]) == "random_future"
+    table = forecast_summary(result, {"hemisphere": np.array(["L"] * 20)}, {})
+    rows = table[table.hemisphere == "all"].set_index("distance")
+    np.testing.assert_allclose(rows["mean_F_control"], Fc.mean(axis=1), rtol=1e-5)
+
+
+def test_random_future_is_a_seeded_permutation():
+    from lmbrain.forecast import random_future
+
+    x = np.arange(40, dtype=np.float32).reshape(20, 2)
+    a = random_future(x, 0, "story")
+    np.testing.assert_array_equal(np.sort(a[:, 0]), x[:, 0])  # same words, other order
+    np.testing.assert_array_equal(a[:, 1] - a[:, 0], 1)  # rows move whole
+    np.testing.assert_array_equal(a, random_future(x, 0, "story"))
+    assert not np.array_equal(a, random_future(x, 1, "story"))
+    assert not np.array_equal(a, random_future(x, 0, "other"))
+
+
+def test_control_off_and_unknown():
+    from lmbrain.errors import ConfigError
+
+    data = ToyDataset([3, None], n_words=60)
+    kwargs = dict(distances=[0, 3], temporal=TEMPORAL, fitting=FITTING)
+    result = fit_forecast(data, "S", lambda s, k: data.features[s], 0, [0], **kwargs)
+    assert np.isnan(result["F_control"]).all() and str(result["control"]) == "none"
+    assert int(result["n_train_stories"]) == 4 and int(result["n_test_stories"]) == 1
+    table = forecast_summary(result, data.voxels("S"), {})
+    assert table["mean_F_control"].isna().all() and (table["n_subjects"] == 1).all()
+    assert (table["n_train_stories"] == 4).all() and (table["n_test_stories"] == 1).all()
+    assert table["resampling"].str.startswith("none").all()
+    with pytest.raises(ConfigError, match="forecast.control"):
+        fit_forecast(data, "S", lambda s, k: data.features[s], 0, [0], control="shuffle", **kwargs)
+
+
+# --------------------------------------------------------------------------- maps
+
+
+def toy_geometry(n_vox):
+    from lmbrain.geometry import VolumeGeometry
+
+    mask = np.zeros((6, 5, 4), bool)
+    mask.flat[np.random.default_rng(3).choice(mask.size, n_vox, replace=False)] = True
+    return VolumeGeometry(mask=mask, affine=np.diag([3.0, 3.0, 3.0, 1.0]))
+
+
+def test_forecast_volume_map_recovers_planted_distance(planted, tmp_path):
+    import json
+
+    from lmbrain.brainmaps import read_volume_map
+    from lmbrain.forecast_maps import write_forecast_map
+    from lmbrain.io import save_npz
+
+    data, result = planted
+    save_npz(tmp_path / "f.npz", **result, hemisphere=data.hemi)
+    geometry = toy_geometry(len(PLANTED))
+    paths = write_forecast_map(tmp_path / "f.npz", geometry, tmp_path / "forecast" / "m")
+    maps, affine = read_volume_map(paths["image"])
+    np.testing.assert_array_equal(affine, geometry.affine)
+    mask = geometry.mask
+    best_d = maps["best_d"][mask]
+    np.testing.assert_array_equal(best_d[:8], 3)  # the planted distance of each region
+    np.testing.assert_array_equal(best_d[8:16], 7)
+    assert np.isnan(maps["best_d"][~mask]).all()
+    d_index = {d: i for i, d in enumerate(DISTANCES)}
+    expected = [result["F"][0, d_index[int(d)], v] for v, d in enumerate(result["best_d"])]
+    np.testing.assert_allclose(maps["F_best"][mask], expected, rtol=1e-6)
+    np.testing.assert_allclose(maps["F_d5"][mask], result["F"][0, 3], rtol=1e-6)
+    np.testing.assert_allclose(maps["F_control_d3"][mask], result["F_control"][0, 2], rtol=1e-6)
+    np.testing.assert_allclose(maps["r_base"][mask], result["r_base"], rtol=1e-6)
+    volumes = json.loads(open(paths["sidecar"]).read())["volumes"]
+    assert volumes[0] == "r" and {"best_d", "best_k", "F_best", "F_control_best"} <= set(volumes)
+
+
+def test_forecast_vector_map_and_figures(planted, tmp_path):
+    from lmbrain.forecast_maps import plot_forecast_maps, write_forecast_map
+    from lmbrain.io import save_npz
+
+    data, result = planted
+    save_npz(tmp_path / "f.npz", **result, hemisphere=data.hemi)
+    paths = write_forecast_map(tmp_path / "f.npz", None, tmp_path / "m")
+    with np.load(paths["vector"]) as npz:
+        np.testing.assert_array_equal(npz["best_d"][:16], [3] * 8 + [7] * 8)
+        np.testing.assert_array_equal(npz["hemisphere"], data.hemi)
+    plot_forecast_maps("vector", {"m": str(tmp_path / "m")}, "S", tmp_path / "v.png")
+    assert (tmp_path / "v.png").read_bytes()[:4] == b"\x89PNG"
+    write_forecast_map(tmp_path / "f.npz", toy_geometry(len(PLANTED)), tmp_path / "vol")
+    plot_forecast_maps("volume", {"m": str(tmp_path / "vol")}, "S", tmp_path / "g.png")
+    assert (tmp_path / "g.png").stat().st_size > 10_000
 
 
 def test_plan_forecast():
@@ -183,3 +294,18 @@ def test_plot_forecast(tmp_path):
 
     plot_forecast(pd.DataFrame(rows), tmp_path / "f.png")
     assert (tmp_path / "f.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plot_forecast_roi_and_control(planted, tmp_path):
+    from lmbrain.forecast import plot_forecast, plot_forecast_roi
+
+    data, result = planted
+    voxels = {"hemisphere": data.hemi, "roi": np.array(["A"] * 10 + ["B"] * 10)}
+    table = forecast_summary(result, voxels, {"dataset": "d", "subject": "S", "model": "m"})
+    assert {"A", "B"} <= set(table["roi"])
+    plot_forecast_roi(table, tmp_path / "roi.png")
+    assert (tmp_path / "roi.png").stat().st_size > 10_000
+    plot_forecast(table, tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 10_000
+    plot_forecast_roi(table[table.roi == "all"], tmp_path / "none.png")  # no ROI rows
+    assert (tmp_path / "none.png").read_bytes()[:4] == b"\x89PNG"

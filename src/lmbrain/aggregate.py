@@ -932,11 +932,20 @@ def banded_summary(voxel_tables: Mapping[tuple[str, str], Mapping[str, np.ndarra
     -------
     pandas.DataFrame
         Columns ``subject name band hemisphere n_voxels mean_split_r2 mean_unique
-        mean_shared mean_joint_r2 frac_voxels_won`` (hemisphere ``all`` pools both); NaN
+        mean_shared mean_joint_r2 frac_voxels_won`` (hemisphere ``all`` pools both), then the
+        sample: ``n_subjects`` (1: a row is one subject's mean over voxels),
+        ``n_train_stories``, ``n_test_stories`` (from the fit's arrays; -1 for fits written
+        before they were stored) and ``resampling`` (``none``: no CI on these rows); NaN
         voxels are left out of the means.
     """
     rows = []
     for (subject, name), vox in sorted(voxel_tables.items()):
+        sample = {
+            "n_subjects": 1,
+            "n_train_stories": int(vox.get("n_train_stories", -1)),
+            "n_test_stories": int(vox.get("n_test_stories", -1)),
+            "resampling": "none (one subject's mean over voxels)",
+        }
         bands = [key[len("split_r2_") :] for key in vox if key.startswith("split_r2_")]
         hemi = np.asarray(vox["hemisphere"]).astype(str)
         for label, sel in [
@@ -959,6 +968,7 @@ def banded_summary(voxel_tables: Mapping[tuple[str, str], Mapping[str, np.ndarra
                         "mean_shared": _finite_mean(vox["shared"][sel]),
                         "mean_joint_r2": _finite_mean(vox["r2"][sel]),
                         "frac_voxels_won": float(np.mean(np.asarray(vox["winner"])[sel] == band)),
+                        **sample,
                     }
                 )
     return pd.DataFrame(rows)

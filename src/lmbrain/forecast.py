@@ -20,6 +20,20 @@ is the ``d`` that maximises the *cross-validated* gain on the training stories (
 does not look at the test story); with several forecast layers (depths ``k``), the best
 ``(k, d)`` pair is chosen the same way.
 
+**Random-future control** (``control="random_future"``). Adding any ``dim`` columns to a
+ridge model can change its test score, whatever they contain. The control repeats every fit
+with the future words replaced by random words of the same story: the word features of each
+story are permuted (one permutation per story, drawn from ``seed`` and the story name, shared
+by every distance and layer), then the window is built, PCA-reduced and fitted exactly like
+the true one, so it has the same dimension, the same end-of-story padding and the same word
+statistics, but no relation to the words actually ahead. ``F_control = r(current + random
+window) - r(current)``; a forecast effect is ``F > F_control``. This follows a reading of
+Caucheteux, Gramfort & King (2023) as comparing forecast scores with windows of random words
+of the same story; their Methods text could not be checked here (only the introduction of
+https://www.nature.com/articles/s41562-022-01516-2 was available), so the section and the
+exact draw (here a permutation of the story's words, not draws with replacement) are
+unverified.
+
 PCA is computed exactly (SVD of the centred training matrix; each component's sign is fixed
 so that its largest-magnitude loading is positive), so it has no randomness; reruns are
 identical.
@@ -27,6 +41,7 @@ identical.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -39,6 +54,10 @@ from lmbrain.scoring import pearson_r
 from lmbrain.temporal import prepare_responses
 
 MODES = ("mean", "concat")
+CONTROLS = (None, "random_future")
+#: What the ``resampling`` column of forecast.tsv says: its rows are one subject's voxel means
+#: (no CI); plots/forecast.png shows the SEM across subjects.
+RESAMPLING = "none (one subject's mean over voxels)"
 
 
 def plan_forecast(
@@ -131,6 +150,29 @@ def forecast_window(features: np.ndarray, distance: int, width: int = 1, mode: s
     return (np.sum(parts, axis=0) / width).astype(np.float32)
 
 
+def random_future(features: np.ndarray, seed: int, story: str) -> np.ndarray:
+    """The story's word features with the words permuted: random words of the same story.
+
+    Parameters
+    ----------
+    features : ndarray, shape (n_words, dim)
+    seed : int
+        From the config (``seed``).
+    story : str
+        The permutation is drawn from ``(seed, crc32(story))``, so it is the same for every
+        subject, layer and distance, and does not change when stories are added.
+
+    Returns
+    -------
+    ndarray, shape (n_words, dim)
+        ``features[perm]``: a window built from it (:func:`forecast_window`) holds, at every
+        word, the features of random words of the story in place of the upcoming ones.
+    """
+    x = np.asarray(features)
+    rng = np.random.default_rng([int(seed), zlib.crc32(str(story).encode("utf-8"))])
+    return x[rng.permutation(x.shape[0])]
+
+
 def fit_pca(x: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray]:
     """Exact PCA of the rows of ``x``.
 
@@ -167,6 +209,8 @@ def fit_forecast(
     mode: str = "mean",
     temporal: dict,
     fitting: dict,
+    control: str | None = None,
+    seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """Forecast scores of one subject and model, for every forecast layer and distance.
 
@@ -189,6 +233,11 @@ def fit_forecast(
     temporal, fitting : dict
         Config sections (as for :func:`lmbrain.encoding.fit_encoding_model`); all training
         stories are used.
+    control : {None, "random_future"}
+        With ``"random_future"``, every fit is repeated with the window built from
+        :func:`random_future` features (see the module docstring).
+    seed : int
+        Seed of the random-future permutations (the config's ``seed``).
 
     Returns
     -------
@@ -197,8 +246,13 @@ def fit_forecast(
         forecast; ``r`` and ``cv`` (n_layers, n_distances, n_voxels) with forecast;
         ``F = r - r_base``, ``F_cv = cv - cv_base``; ``best_d`` and ``best_k`` per voxel
         (argmax of ``F_cv`` over distances and layers; -1 where no finite value);
-        ``best_d_per_layer`` (n_layers, n_voxels); ``distances``, ``layers``.
+        ``best_d_per_layer`` (n_layers, n_voxels); ``distances``, ``layers``;
+        ``r_control``, ``cv_control``, ``F_control``, ``F_control_cv`` like ``r``... (NaN
+        without a control) and ``control`` (``"none"`` or its name); ``n_train_stories``,
+        ``n_test_stories``.
     """
+    if control not in CONTROLS:
+        raise ConfigError("forecast.control", f"unknown control {control!r}; use one of {CONTROLS}")
     train, test = list(dataset.train_stories), list(dataset.test_stories)
     stories = train + test
     cur = {s: load_features(s, current_layer) for s in stories}
@@ -223,27 +277,43 @@ def fit_forecast(
         pred = predict(fit, np.concatenate([designs[s] for s in test]))
         return pearson_r(y_test, pred), np.asarray(fit.cv_scores, dtype=np.float64)
 
+    def score_window(src, d):
+        win = {s: forecast_window(src[s], d, width, mode) for s in stories}
+        mean, comps = fit_pca(np.concatenate([win[s] for s in train]), cur[train[0]].shape[1])
+        designs = {
+            s: _design(
+                dataset,
+                s,
+                np.concatenate([cur[s], pca_transform(win[s], mean, comps)], axis=1),
+                ys[s].shape[0],
+                temporal,
+            )
+            for s in stories
+        }
+        return score(designs)
+
     r_base, cv_base = score(designs_cur)
     n_vox = y_train.shape[1]
     r = np.full((len(forecast_layers), len(distances), n_vox), np.nan)
-    cv = np.full_like(r, np.nan)
+    cv, r_ctl, cv_ctl = (np.full_like(r, np.nan) for _ in range(3))
     for a, layer in enumerate(forecast_layers):
         src = cur if layer == current_layer else {s: load_features(s, layer) for s in stories}
+        shuffled = {s: random_future(src[s], seed, s) for s in stories} if control else None
         for b, d in enumerate(distances):
-            win = {s: forecast_window(src[s], d, width, mode) for s in stories}
-            mean, comps = fit_pca(np.concatenate([win[s] for s in train]), cur[train[0]].shape[1])
-            designs = {
-                s: _design(
-                    dataset,
-                    s,
-                    np.concatenate([cur[s], pca_transform(win[s], mean, comps)], axis=1),
-                    ys[s].shape[0],
-                    temporal,
-                )
-                for s in stories
-            }
-            r[a, b], cv[a, b] = score(designs)
-    return _summarise(r, cv, r_base, cv_base, distances, forecast_layers)
+            r[a, b], cv[a, b] = score_window(src, d)
+            if control:
+                r_ctl[a, b], cv_ctl[a, b] = score_window(shuffled, d)
+    out = _summarise(r, cv, r_base, cv_base, distances, forecast_layers)
+    out.update(
+        r_control=r_ctl.astype(np.float32),
+        cv_control=cv_ctl.astype(np.float32),
+        F_control=(r_ctl - r_base).astype(np.float32),
+        F_control_cv=(cv_ctl - cv_base).astype(np.float32),
+        control=np.asarray(control or "none"),
+        n_train_stories=np.asarray(len(train)),
+        n_test_stories=np.asarray(len(test)),
+    )
+    return out
 
 
 def _summarise(r, cv, r_base, cv_base, distances, layers) -> dict[str, np.ndarray]:
@@ -306,7 +376,10 @@ def forecast_summary(
         Columns: ``keys``, ``layer``, ``distance``, ``hemisphere`` (``all``, ``L``, ``R``),
         ``roi`` (``all`` or an ROI label), ``n_voxels``, ``mean_F`` (test), ``mean_F_cv``,
         ``mean_r_base``, ``share_best`` (fraction of the set's voxels whose best distance,
-        over layers, is this one).
+        over layers, is this one), ``mean_F_control`` (the random-future control, NaN
+        without it), ``control``, and the sample: ``n_subjects`` (1: a row is one subject's
+        mean over the set's voxels), ``n_train_stories``, ``n_test_stories``,
+        ``resampling`` (:data:`RESAMPLING`: no CI on these rows).
     """
     hemi = np.asarray(voxels["hemisphere"]).astype(str)
     roi = np.asarray(voxels.get("roi", np.full(hemi.shape, ""))).astype(str)
@@ -314,6 +387,14 @@ def forecast_summary(
     sets += [(h, "all", hemi == h) for h in ("L", "R")]
     for label in sorted(set(roi) - {""}):
         sets += [(h, label, (roi == label) & (hemi == h)) for h in ("L", "R")]
+    F_control = result.get("F_control", np.full_like(result["F"], np.nan))
+    sample = {
+        "control": str(result.get("control", "none")),
+        "n_subjects": 1,
+        "n_train_stories": int(result.get("n_train_stories", -1)),
+        "n_test_stories": int(result.get("n_test_stories", -1)),
+        "resampling": RESAMPLING,
+    }
     rows = []
     for a, layer in enumerate(result["layers"]):
         for b, d in enumerate(result["distances"]):
@@ -330,6 +411,8 @@ def forecast_summary(
                         "mean_F_cv": _mean(result["F_cv"][a, b][mask]),
                         "mean_r_base": _mean(result["r_base"][mask]),
                         "share_best": _mean((result["best_d"][mask] == d).astype(float)),
+                        "mean_F_control": _mean(F_control[a, b][mask]),
+                        **sample,
                     }
                 )
     return pd.DataFrame(rows)
@@ -360,8 +443,9 @@ def plot_forecast(table: pd.DataFrame, path) -> None:
     """F_d curves: mean over subjects of ``mean_F`` against distance, per hemisphere.
 
     One panel per (dataset, model); one line per hemisphere (and forecast layer when there
-    are several), with a SEM band over subjects when there are several; ROI rows are
-    ignored. Written atomically as a PNG (dpi 150).
+    are several), with a SEM band over subjects when there are several; the random-future
+    control (``mean_F_control``, where computed) as a dashed line of the same colour; ROI rows
+    are ignored. Written atomically as a PNG (dpi 150).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -392,7 +476,12 @@ def plot_forecast(table: pd.DataFrame, path) -> None:
                 alpha=0.2,
                 lw=0,
             )
-        ax.axhline(0.0, color="0.3", lw=0.8, ls="--")
+            control = g.groupby("distance")["mean_F_control"].mean() if _has_control(g) else None
+            if control is not None:
+                ax.plot(
+                    control.index, control, "x--", color=color, alpha=0.8, label=f"{label} control"
+                )
+        ax.axhline(0.0, color="0.3", lw=0.8, ls=":")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("Forecast distance d (words ahead)")
         ax.set_ylabel("Forecast score F_d (gain in mean test r)")
@@ -401,6 +490,68 @@ def plot_forecast(table: pd.DataFrame, path) -> None:
         ax.legend(fontsize=8, title="hemisphere", title_fontsize=8)
     if not panels:
         axes[0].text(0.5, 0.5, "no forecast rows", ha="center", va="center")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=150)
+    fig.clear()
+
+
+def _has_control(rows: pd.DataFrame) -> bool:
+    return "mean_F_control" in rows.columns and bool(rows["mean_F_control"].notna().any())
+
+
+def plot_forecast_roi(table: pd.DataFrame, path) -> None:
+    """F_d curves per ROI: mean over subjects of ``mean_F`` against distance.
+
+    One panel per (dataset, model, hemisphere ``L``/``R``), one line per ROI (the first
+    forecast layer when there are several; its random-future control dashed, where
+    computed). Without ROI rows the figure says so. Written atomically (PNG, dpi 150).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    from lmbrain.io import atomic_path
+
+    rows = table[(table["roi"].astype(str) != "all") & table["hemisphere"].isin(["L", "R"])]
+    panels = sorted(set(zip(rows["dataset"], rows["model"], rows["hemisphere"], strict=True)))
+    n = max(1, len(panels))
+    cols = min(n, 2)
+    fig = Figure(figsize=(5.5 * cols, 4.2 * -(-n // cols)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(-(-n // cols), cols, squeeze=False).ravel()
+    rois = sorted(rows["roi"].astype(str).unique())
+    colors = {roi: f"C{i % 10}" for i, roi in enumerate(rois)}
+    for ax, (dataset, model, hemi) in zip(axes, panels, strict=False):
+        sub = rows[(rows["dataset"] == dataset) & (rows["model"] == model)]
+        sub = sub[(sub["hemisphere"] == hemi) & (sub["layer"] == sub["layer"].min())]
+        for roi, g in sub.groupby(sub["roi"].astype(str), sort=True):
+            stats = g.groupby("distance")["mean_F"].agg(["mean", "std", "count"])
+            sem = (stats["std"] / np.sqrt(stats["count"])).fillna(0.0)
+            ax.plot(stats.index, stats["mean"], "o-", color=colors[roi], label=roi)
+            ax.fill_between(
+                stats.index,
+                stats["mean"] - sem,
+                stats["mean"] + sem,
+                color=colors[roi],
+                alpha=0.15,
+                lw=0,
+            )
+            if _has_control(g):
+                control = g.groupby("distance")["mean_F_control"].mean()
+                ax.plot(control.index, control, "x--", color=colors[roi], alpha=0.6)
+        ax.axhline(0.0, color="0.3", lw=0.8, ls=":")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("Forecast distance d (words ahead)")
+        ax.set_ylabel("Forecast score F_d (gain in mean test r)")
+        n_sub = sub["subject"].nunique()
+        title = f"{dataset}: {model}, {hemi} hemisphere, layer {sub['layer'].min()}"
+        ax.set_title(f"{title} ({n_sub} subject{'s' * (n_sub > 1)})", fontsize=9)
+        ax.legend(fontsize=7, title="ROI (dashed: control)", title_fontsize=7)
+    for ax in axes[len(panels) :]:
+        ax.set_axis_off()
+    if not panels:
+        axes[0].set_axis_on()
+        axes[0].text(0.5, 0.5, "no ROI labels: no ROI forecast rows", ha="center", va="center")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=150)
     fig.clear()
