@@ -1,0 +1,382 @@
+"""Stacked regression: per-voxel convex combination of encoding models of several feature spaces.
+
+Banded ridge (:mod:`lmbrain.banded`) fits one linear model on all feature spaces at once.
+Stacking (Breiman 1996, "Stacked regressions"; for fMRI encoding models Lin, Naselaris, Kay &
+Wehbe, "Stacked regressions and structured variance partitioning for interpretable brain
+maps", NeuroImage 2024, section 2 "Methods: stacked regression") keeps one ridge model per
+feature space and learns, for every voxel, how much to trust each of them:
+
+1. for each feature space ``i``, a ridge model (:func:`lmbrain.fitting.fit_ridge_cv`, the
+   same temporal model, alpha grid and story-grouped folds as every single-space fit)
+   predicts each training fold from the other folds, giving **out-of-fold** predictions
+   ``p_i`` of every training row (the penalty of each fold's model is chosen by an inner
+   story-grouped CV on that fold's training stories, so the held-out fold never informs it);
+2. per voxel, the stacking weights ``w`` minimise the cross-validated squared error of the
+   combination, ``|y - sum_i w_i p_i|^2``, over the simplex ``w_i >= 0, sum_i w_i = 1``.
+   Because the weights sum to one, the residual is ``sum_i w_i e_i`` with ``e_i = y - p_i``
+   and the objective is the quadratic form ``w^T P w``, ``P_ij = mean(e_i e_j)`` -- the
+   "error matrix" of Lin et al. (their ``stacking_fmri`` in github.com/brainML/Stacking,
+   stacking.py, solves this QP per voxel with cvxopt);
+3. each space's model is refitted on all training stories, and the test stories are
+   predicted by ``sum_i w_i p_i^test``.
+
+The weights are readable as the importance of each feature space for a voxel, and since a
+single space is a corner of the simplex, the stacked model's cross-validated error is never
+worse than the best single space's (on the test stories it usually holds too, not always).
+
+Antonello, Vaidya & Huth (2023, "Scaling laws for language encoding models in fMRI",
+NeurIPS; Results, the analysis that combines the best semantic model with the best Whisper
+acoustic model "using stacked regression" after Lin et al.) use this to join a text (OPT /
+LLaMA) and an audio (Whisper) encoding model; the gain of the joint model over the semantic
+one was confined to auditory and mouth-motor cortex.
+
+The QP is solved exactly (:func:`simplex_weights`): the minimiser lies in the relative
+interior of one face of the simplex, where it is the equality-constrained minimiser
+``w_S = P_SS^-1 1 / (1^T P_SS^-1 1)`` of that face's support ``S``. Every support (``2^k - 1``
+of them for ``k`` spaces; 3 for two spaces, 7 for three) is solved for all voxels at once
+with batched linear algebra, and each voxel keeps the feasible (``w_S >= 0``) candidate of
+least error. This is exact, vectorised over voxels, and needs no QP solver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+
+from lmbrain.fitting import fit_ridge_cv, predict, story_folds
+
+#: Largest number of feature spaces: the exact solver enumerates 2^k - 1 supports.
+MAX_SPACES = 8
+#: Relative jitter added to the diagonal of each error matrix so a singular one (two spaces
+#: with identical predictions) still has a unique minimiser.
+_JITTER = 1e-10
+#: Tolerance on a candidate weight's sign before it is declared infeasible.
+_FEASIBLE_TOL = 1e-9
+
+
+def _check_error_matrices(P) -> np.ndarray:
+    P = np.asarray(P, dtype=np.float64)
+    if P.ndim == 2:
+        P = P[None]
+    if P.ndim != 3 or P.shape[1] != P.shape[2]:
+        raise ValueError(f"error matrices must have shape (n_voxels, k, k), got {P.shape}")
+    if not 1 <= P.shape[1] <= MAX_SPACES:
+        raise ValueError(f"stacking takes 1 to {MAX_SPACES} feature spaces, got {P.shape[1]}")
+    return P
+
+
+def simplex_weights(P: np.ndarray) -> np.ndarray:
+    """Per voxel, the ``w`` on the simplex that minimises ``w^T P w`` (exact).
+
+    Parameters
+    ----------
+    P : numpy.ndarray of shape (n_voxels, k, k)
+        Symmetric positive semi-definite error matrices (:func:`error_matrices`); a single
+        ``(k, k)`` matrix is one voxel.
+
+    Returns
+    -------
+    numpy.ndarray of shape (k, n_voxels), float64
+        Non-negative weights summing to 1 per voxel; NaN for a voxel whose matrix is not
+        finite.
+
+    Notes
+    -----
+    Every support ``S`` (non-empty subset of the spaces) gives the candidate
+    ``x = P_SS^-1 1``, ``w_S = x / sum(x)`` (zero outside ``S``), the minimiser on the affine
+    hull of that face; a voxel keeps the candidate with ``w_S >= 0`` and the least
+    ``w^T P w``. The optimum is one of them (it is the minimiser on the face whose relative
+    interior contains it), and singletons are always feasible, so every finite voxel gets a
+    solution. A tiny multiple of the mean diagonal is added to ``P_SS`` before solving so
+    that singular matrices have a unique minimiser; the objective is evaluated on ``P``.
+    """
+    P = _check_error_matrices(P)
+    n_vox, k, _ = P.shape
+    finite = np.isfinite(P).all(axis=(1, 2))
+    P = np.where(finite[:, None, None], P, 0.0)
+    P = 0.5 * (P + np.swapaxes(P, 1, 2))
+    scale = np.trace(P, axis1=1, axis2=2) / k
+    jitter = _JITTER * np.where(scale > 0, scale, 1.0)
+    best_w = np.zeros((n_vox, k))
+    best_obj = np.full(n_vox, np.inf)
+    for size in range(1, k + 1):
+        for support in combinations(range(k), size):
+            idx = np.asarray(support)
+            sub = P[:, idx[:, None], idx[None, :]] + jitter[:, None, None] * np.eye(size)
+            x = np.linalg.solve(sub, np.ones((n_vox, size, 1)))[..., 0]
+            total = x.sum(axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                w_s = x / total[:, None]
+            ok = (total > 0) & (w_s >= -_FEASIBLE_TOL).all(axis=1) & np.isfinite(w_s).all(1)
+            w = np.zeros((n_vox, k))
+            w[:, idx] = np.clip(np.where(ok[:, None], w_s, 0.0), 0.0, None)
+            w /= np.where(w.sum(axis=1, keepdims=True) > 0, w.sum(axis=1, keepdims=True), 1.0)
+            obj = np.einsum("vi,vij,vj->v", w, P, w)
+            better = ok & (obj < best_obj)  # ties keep the smaller support
+            best_w[better] = w[better]
+            best_obj[better] = obj[better]
+    best_w[~finite] = np.nan
+    return best_w.T
+
+
+def error_matrices(y: np.ndarray, preds: np.ndarray) -> np.ndarray:
+    """Cross-products of the residuals of each space, ``P[v, i, j] = mean_t e_i e_j``.
+
+    Parameters
+    ----------
+    y : numpy.ndarray of shape (n_samples, n_voxels)
+    preds : numpy.ndarray of shape (k, n_samples, n_voxels)
+        (Out-of-fold) predictions of each feature space's model.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_voxels, k, k), float64
+    """
+    y = np.asarray(y, dtype=np.float64)
+    preds = np.asarray(preds, dtype=np.float64)
+    if y.ndim == 1:
+        y, preds = y[:, None], preds[:, :, None]
+    if preds.shape[1:] != y.shape:
+        raise ValueError(f"predictions {preds.shape[1:]} do not match responses {y.shape}")
+    err = y[None] - preds
+    return np.einsum("itv,jtv->vij", err, err) / y.shape[0]
+
+
+def stack_predictions(weights: np.ndarray, preds: np.ndarray) -> np.ndarray:
+    """The stacked prediction ``sum_i w_i p_i`` per voxel.
+
+    Parameters
+    ----------
+    weights : numpy.ndarray of shape (k, n_voxels)
+    preds : numpy.ndarray of shape (k, n_samples, n_voxels)
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_samples, n_voxels)
+    """
+    return np.einsum("iv,itv->tv", np.asarray(weights), np.asarray(preds))
+
+
+def out_of_fold_predictions(
+    X: np.ndarray,
+    Y: np.ndarray,
+    groups: Sequence,
+    alphas: Sequence[float],
+    *,
+    n_folds: int = 5,
+    backend: str = "auto",
+    solver: str = "auto",
+) -> np.ndarray:
+    """Predictions of every training row by a ridge model that never saw its story.
+
+    The rows are split into story-grouped folds (:func:`lmbrain.fitting.story_folds`); each
+    fold is predicted by :func:`lmbrain.fitting.fit_ridge_cv` fitted on the other folds,
+    whose per-voxel alpha comes from an inner story-grouped CV on those folds only.
+
+    Parameters
+    ----------
+    X : numpy.ndarray of shape (n_samples, n_features)
+    Y : numpy.ndarray of shape (n_samples, n_voxels)
+    groups : sequence of length n_samples
+        Story id of each row.
+    alphas : sequence of float
+    n_folds : int
+        Outer folds, and inner folds of each fold's fit.
+    backend, solver : str
+        See :func:`lmbrain.fitting.fit_ridge_cv`.
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_samples, n_voxels), float32
+    """
+    groups = np.asarray(groups)
+    n_stories = len(np.unique(groups))
+    folds = story_folds(groups, n_folds)
+    if any(len(np.unique(groups[train])) < 2 for train, _ in folds):
+        raise ValueError(
+            f"stacking needs every outer fold to leave >= 2 training stories for the inner "
+            f"cross-validation; {n_stories} stories in {len(folds)} folds do not "
+            "(use more training stories)"
+        )
+    Y = np.asarray(Y, dtype=np.float32)
+    out = np.empty(Y.shape, dtype=np.float32)
+    for train, val in folds:
+        fit = fit_ridge_cv(
+            X[train], Y[train], groups[train], alphas, n_folds=n_folds, backend=backend, solver=solver
+        )
+        out[val] = predict(fit, X[val])
+    return out
+
+
+@dataclass
+class StackedFit:
+    """Result of :func:`fit_stacked_ridge_cv`.
+
+    Attributes
+    ----------
+    weights : numpy.ndarray of shape (k, n_voxels)
+        Stacking weights (non-negative, summing to 1 per voxel).
+    fits : list of lmbrain.fitting.RidgeFit
+        Each space's ridge model refitted on all training rows.
+    cv_mse : numpy.ndarray of shape (k + 1, n_voxels)
+        Cross-validated mean squared error of each space alone (rows ``0..k-1``) and of the
+        stacked combination (last row), from the out-of-fold predictions.
+    space_names : list of str
+    """
+
+    weights: np.ndarray
+    fits: list
+    cv_mse: np.ndarray
+    space_names: list
+
+    def predict_split(self, Xs: Sequence[np.ndarray]) -> np.ndarray:
+        """Each space's prediction ``(k, n_samples, n_voxels)`` (unweighted)."""
+        if len(Xs) != len(self.fits):
+            raise ValueError(f"expected {len(self.fits)} feature spaces, got {len(Xs)}")
+        return np.stack([predict(fit, X) for fit, X in zip(self.fits, Xs, strict=True)])
+
+    def predict(self, Xs: Sequence[np.ndarray]) -> np.ndarray:
+        """The stacked prediction ``sum_i w_i X_i b_i`` ``(n_samples, n_voxels)``."""
+        return stack_predictions(self.weights, self.predict_split(Xs))
+
+
+def fit_stacked_ridge_cv(
+    Xs: Sequence[np.ndarray],
+    Y: np.ndarray,
+    groups: Sequence,
+    alphas: Sequence[float],
+    *,
+    space_names: Sequence[str] | None = None,
+    n_folds: int = 5,
+    backend: str = "auto",
+    solver: str = "auto",
+) -> StackedFit:
+    """Fit a stacked regression of one ridge model per feature space.
+
+    Parameters
+    ----------
+    Xs : sequence of numpy.ndarray, each (n_samples, n_features_i)
+        One design matrix per feature space (already delayed and z-scored).
+    Y : numpy.ndarray of shape (n_samples, n_voxels)
+    groups : sequence of length n_samples
+        Story id of each row.
+    alphas : sequence of float
+        Ridge penalty grid (each space and fold chooses its per-voxel alpha from it).
+    space_names : sequence of str, optional
+        Default ``space0``, ``space1``, ...
+    n_folds : int
+        Story-grouped folds of the out-of-fold predictions (and of every inner CV).
+    backend, solver : str
+        See :func:`lmbrain.fitting.fit_ridge_cv`.
+
+    Returns
+    -------
+    StackedFit
+    """
+    if len(Xs) < 2:
+        raise ValueError("stacking needs at least two feature spaces")
+    if len(Xs) > MAX_SPACES:
+        raise ValueError(f"stacking takes at most {MAX_SPACES} feature spaces, got {len(Xs)}")
+    Y = np.asarray(Y, dtype=np.float32)
+    if Y.ndim == 1:
+        Y = Y[:, None]
+    if any(np.shape(X)[0] != Y.shape[0] for X in Xs):
+        raise ValueError("every feature space needs one row per response row")
+    names = list(space_names) if space_names is not None else [f"space{i}" for i in range(len(Xs))]
+    if len(names) != len(Xs):
+        raise ValueError("space_names must name every feature space")
+    common = dict(n_folds=n_folds, backend=backend, solver=solver)
+    oof = np.stack([out_of_fold_predictions(X, Y, groups, alphas, **common) for X in Xs])
+    P = error_matrices(Y, oof)
+    weights = simplex_weights(P)
+    single = np.diagonal(P, axis1=1, axis2=2).T
+    stacked = np.einsum("iv,vij,jv->v", weights, P, weights)
+    fits = [fit_ridge_cv(X, Y, groups, alphas, **common) for X in Xs]
+    return StackedFit(
+        weights=weights,
+        fits=fits,
+        cv_mse=np.vstack([single, stacked[None]]),
+        space_names=names,
+    )
+
+
+# --------------------------------------------------------------------------- encoding
+def fit_stacked_encoding_model(
+    dataset,
+    subject: str,
+    spaces: Sequence[tuple[str, str, int]],
+    *,
+    temporal: dict,
+    fitting: dict,
+):
+    """Fit a stacked encoding model on every training story and score it on the test stories.
+
+    Parameters
+    ----------
+    dataset : dataset adapter
+    subject : str
+    spaces : sequence of (name, feature_path, layer)
+        One feature space each: features of a model (HDF5 of the extraction rule) at one
+        layer, built with the same temporal model as the single-space fits.
+    temporal, fitting : dict
+        Config sections (the same temporal model, alpha grid, folds and backend as every
+        single-space fit).
+
+    Returns
+    -------
+    voxels : dict of numpy.ndarray
+        ``weights`` (k, n_voxels), ``r_stacked`` and ``r2`` (test Pearson r and R^2 of the
+        stacked prediction), ``r_<space>`` and ``r2_<space>`` (each space alone, refitted on
+        all training stories), ``spaces`` (the names, in the order of ``weights``) and
+        ``hemisphere``, and the scalars ``n_train_stories``, ``n_test_stories``.
+    row : dict
+        ``subject``, ``spaces``, ``n_train_trs``, ``n_voxels``, ``n_train_stories``,
+        ``n_test_stories``.
+    """
+    from lmbrain.banded import _band_designs
+    from lmbrain.fitting import alpha_grid
+    from lmbrain.scoring import pearson_r, r2_score
+
+    names = [name for name, _, _ in spaces]
+    if len(set(names)) != len(names):
+        raise ValueError(f"feature space names must be distinct, got {names}")
+    if "stacked" in names:
+        raise ValueError("'stacked' is reserved for the joint model; rename that space")
+    X, Y, groups = _band_designs(dataset, subject, dataset.train_stories, spaces, temporal, False)
+    Xt, Yt, _ = _band_designs(dataset, subject, dataset.test_stories, spaces, temporal, True)
+    fit = fit_stacked_ridge_cv(
+        X,
+        Y,
+        groups,
+        alpha_grid(fitting["alphas"], key="fitting.alphas"),
+        space_names=names,
+        n_folds=fitting["n_folds"],
+        backend=fitting["backend"],
+        solver=fitting["solver"],
+    )
+    split = fit.predict_split(Xt)
+    joint = stack_predictions(fit.weights, split)
+    voxels = {
+        "weights": fit.weights.astype(np.float32),
+        "r_stacked": np.asarray(pearson_r(Yt, joint), dtype=np.float32),
+        "r2": np.asarray(r2_score(Yt, joint), dtype=np.float32),
+        "spaces": np.asarray(names, dtype=str),
+        "hemisphere": np.asarray(dataset.voxels(subject)["hemisphere"]),
+        "n_train_stories": np.int64(len(dataset.train_stories)),
+        "n_test_stories": np.int64(len(dataset.test_stories)),
+    }
+    for name, pred in zip(names, split, strict=True):
+        voxels[f"r_{name}"] = np.asarray(pearson_r(Yt, pred), dtype=np.float32)
+        voxels[f"r2_{name}"] = np.asarray(r2_score(Yt, pred), dtype=np.float32)
+    row = {
+        "subject": subject,
+        "spaces": names,
+        "n_train_trs": int(Y.shape[0]),
+        "n_voxels": int(Y.shape[1]),
+        "n_train_stories": len(dataset.train_stories),
+        "n_test_stories": len(dataset.test_stories),
+    }
+    return voxels, row

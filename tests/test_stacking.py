@@ -1,0 +1,146 @@
+"""Stacked regression against brute force, planted mixing weights and a closed form."""
+
+from itertools import product
+
+import numpy as np
+import pytest
+
+from lmbrain.stacking import (
+    error_matrices,
+    fit_stacked_ridge_cv,
+    out_of_fold_predictions,
+    simplex_weights,
+    stack_predictions,
+)
+
+
+def _simplex_grid(k: int, steps: int) -> np.ndarray:
+    """Every point of the simplex whose coordinates are multiples of 1 / steps."""
+    pts = [c for c in product(range(steps + 1), repeat=k - 1) if sum(c) <= steps]
+    grid = np.array([[*c, steps - sum(c)] for c in pts], dtype=np.float64)
+    return grid / steps
+
+
+def _random_psd(rng, n_vox: int, k: int) -> np.ndarray:
+    A = rng.normal(size=(n_vox, k + 2, k)) * rng.uniform(0.2, 2.0, size=(n_vox, 1, k))
+    return np.einsum("vti,vtj->vij", A, A) / (k + 2)
+
+
+@pytest.mark.parametrize("k, steps", [(2, 2000), (3, 200)])
+def test_simplex_weights_match_brute_force_grid(k, steps):
+    rng = np.random.default_rng(k)
+    P = _random_psd(rng, 40, k)
+    P[0] = np.diag(np.arange(1.0, k + 1))  # an interior optimum: w proportional to 1 / P_ii
+    w = simplex_weights(P)
+    assert w.shape == (k, 40)
+    np.testing.assert_allclose(w.sum(0), 1.0, atol=1e-12)
+    assert (w >= 0).all()
+    grid = _simplex_grid(k, steps)
+    obj_grid = np.einsum("gi,vij,gj->vg", grid, P, grid)
+    obj = np.einsum("iv,vij,jv->v", w, P, w)
+    # exact optimum: never worse than any grid point, and within the grid's resolution
+    assert np.all(obj <= obj_grid.min(1) + 1e-12)
+    np.testing.assert_allclose(w.T, grid[obj_grid.argmin(1)], atol=2.5 / steps + 0.02)
+    inv = 1.0 / np.arange(1.0, k + 1)
+    np.testing.assert_allclose(w[:, 0], inv / inv.sum(), atol=1e-8)
+
+
+def test_simplex_weights_corner_singular_and_invalid():
+    # space 1 alone is best and mixing cannot help: all weight on it
+    P = np.array([[[4.0, 1.0], [1.0, 1.0]]])
+    np.testing.assert_allclose(simplex_weights(P)[:, 0], [0.0, 1.0])
+    # identical predictions (singular P): still a valid point of the simplex
+    w = simplex_weights(np.ones((1, 3, 3)))
+    np.testing.assert_allclose(w.sum(0), 1.0)
+    assert (w >= 0).all()
+    # a voxel with a non-finite matrix gets NaN weights, the others are unaffected
+    P2 = np.stack([np.eye(2), np.full((2, 2), np.nan)])
+    w2 = simplex_weights(P2)
+    np.testing.assert_allclose(w2[:, 0], [0.5, 0.5])
+    assert np.isnan(w2[:, 1]).all()
+    with pytest.raises(ValueError, match="shape"):
+        simplex_weights(np.zeros((3, 2, 3)))
+
+
+def test_planted_convex_mix_of_predictions_is_recovered():
+    """y = w p_A + (1 - w) p_B + noise per voxel: the stacking weights are w."""
+    rng = np.random.default_rng(0)
+    n, planted = 4000, np.array([1.0, 0.8, 0.5, 0.3, 0.0])
+    pa = rng.normal(size=(n, planted.size))
+    pb = rng.normal(size=(n, planted.size))
+    y = planted * pa + (1 - planted) * pb + 0.5 * rng.normal(size=(n, planted.size))
+    w = simplex_weights(error_matrices(y, np.stack([pa, pb])))
+    np.testing.assert_allclose(w[0], planted, atol=0.03)
+    np.testing.assert_allclose(w[1], 1 - planted, atol=0.03)
+    stacked = stack_predictions(w, np.stack([pa, pb]))
+    np.testing.assert_allclose(stacked, w[0] * pa + w[1] * pb)
+
+
+def _planted_spaces(seed=0, n_stories=8, per_story=100, noise=0.6):
+    """Two independent feature spaces; voxel v is w_v (A's signal) + (1 - w_v) (B's)."""
+    rng = np.random.default_rng(seed)
+    n = n_stories * per_story
+    mix = np.array([1.0, 1.0, 0.75, 0.5, 0.25, 0.0, 0.0])
+    Xa = rng.normal(size=(n, 10)).astype(np.float32)
+    Xb = rng.normal(size=(n, 15)).astype(np.float32)
+    sa = Xa @ (rng.normal(size=(10, mix.size)) / np.sqrt(10))
+    sb = Xb @ (rng.normal(size=(15, mix.size)) / np.sqrt(15))
+    sa, sb = sa / sa.std(0), sb / sb.std(0)  # unit-variance parts (the closed form below)
+    Y = mix * sa + (1 - mix) * sb + noise * rng.normal(size=(n, mix.size))
+    return Xa, Xb, Y.astype(np.float32), np.repeat(np.arange(n_stories), per_story), mix
+
+
+def test_stacked_ridge_weights_follow_the_planted_mix():
+    """Each space's model alone predicts its part, m p_A or (1 - m) p_B; the convex weight
+    minimising |m p_A (1 - a) + (1 - m) p_B (1 - (1 - a))|^2 for independent unit-variance
+    parts is a = m^2 / (m^2 + (1 - m)^2): 1 for a voxel driven by A only, 0 for B only."""
+    from lmbrain.scoring import pearson_r
+
+    Xa, Xb, Y, groups, mix = _planted_spaces()
+    train, test = groups < 7, groups == 7
+    fit = fit_stacked_ridge_cv(
+        [Xa[train], Xb[train]],
+        Y[train],
+        groups[train],
+        np.logspace(-1, 4, 6),
+        space_names=["text", "audio"],
+        n_folds=4,
+        backend="numpy",
+    )
+    expected = mix**2 / (mix**2 + (1 - mix) ** 2)
+    np.testing.assert_allclose(fit.weights[0], expected, atol=0.08)
+    assert np.all(fit.weights[0, :2] > 0.95) and np.all(fit.weights[1, -2:] > 0.95)
+    np.testing.assert_allclose(fit.weights.sum(0), 1.0, atol=1e-9)
+    # the stacked CV error is never above the best single space's (a corner of the simplex)
+    assert np.all(fit.cv_mse[-1] <= fit.cv_mse[:-1].min(0) + 1e-9)
+    # on held-out data the joint model beats each space alone where both contribute
+    split = fit.predict_split([Xa[test], Xb[test]])
+    r_joint = pearson_r(Y[test], fit.predict([Xa[test], Xb[test]]))
+    r_single = np.stack([pearson_r(Y[test], p) for p in split])
+    assert np.all(r_joint >= r_single.max(0) - 0.01)
+    assert r_joint[3] > r_single.max(0)[3] + 0.1  # the 50/50 voxel: each space has half
+
+
+def test_out_of_fold_predictions_never_see_their_story():
+    """Replacing one story's responses by large noise leaves its own out-of-fold
+    predictions unchanged (they come from models fitted without it), and changes the
+    others' (whose models it is part of)."""
+    Xa, _, Y, groups, _ = _planted_spaces(n_stories=6)
+    alphas = np.logspace(-1, 3, 3)
+    base = out_of_fold_predictions(Xa, Y, groups, alphas, n_folds=6, backend="numpy")
+    Y2 = Y.copy()
+    Y2[groups == 2] = 100.0 * np.random.default_rng(5).normal(size=Y2[groups == 2].shape)
+    moved = out_of_fold_predictions(Xa, Y2, groups, alphas, n_folds=6, backend="numpy")
+    np.testing.assert_allclose(moved[groups == 2], base[groups == 2], rtol=1e-4, atol=1e-5)
+    assert not np.allclose(moved[groups != 2], base[groups != 2])
+
+
+def test_bad_inputs():
+    Xa, Xb, Y, groups, _ = _planted_spaces(n_stories=3, per_story=20)
+    with pytest.raises(ValueError, match="at least two"):
+        fit_stacked_ridge_cv([Xa], Y, groups, [1.0], backend="numpy")
+    with pytest.raises(ValueError, match="one row per response"):
+        fit_stacked_ridge_cv([Xa, Xb[:-1]], Y, groups, [1.0], backend="numpy")
+    two = groups < 2  # 2 stories: each outer fold leaves one story, no inner CV possible
+    with pytest.raises(ValueError, match=">= 2 training stories"):
+        fit_stacked_ridge_cv([Xa[two], Xb[two]], Y[two], groups[two], [1.0], backend="numpy")
