@@ -144,3 +144,149 @@ def test_bad_inputs():
     two = groups < 2  # 2 stories: each outer fold leaves one story, no inner CV possible
     with pytest.raises(ValueError, match=">= 2 training stories"):
         fit_stacked_ridge_cv([Xa[two], Xb[two]], Y[two], groups[two], [1.0], backend="numpy")
+
+
+def _stacking_config(spaces, name="text+audio"):
+    return {
+        "datasets": {"d": {"simulate": {}}},
+        "models": [{"model": "gpt2", "name": "m"}, {"model": "gpt2", "name": "k"}],
+        "stacking": [{"name": name, "spaces": spaces}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("cfg", "key", "problem"),
+    [
+        (
+            _stacking_config([{"model": "m", "layer": 1}, {"model": "x", "layer": 1}]),
+            "stacking.0.spaces.1.model",
+            "not a model id",
+        ),
+        (
+            _stacking_config([{"model": "m", "layer": 1}, {"model": "m", "layer": 2}]),
+            "stacking.0.spaces",
+            "repeat",
+        ),
+        (
+            _stacking_config(
+                [{"model": "m", "layer": 1, "name": "stacked"}, {"model": "k", "layer": 1}]
+            ),
+            "stacking.0.spaces.0",
+            "reserved",
+        ),
+        (
+            _stacking_config([{"model": "m", "layer": 1}, {"model": "k", "layer": 1}], name=".."),
+            "stacking.0.name",
+            "",
+        ),
+        (
+            _stacking_config(
+                [{"model": "m", "layer": 1}, {"model": "k", "layer": 1, "name": "a/b"}]
+            ),
+            "stacking.0.spaces.1.name",
+            "",
+        ),
+        (_stacking_config([{"model": "m", "layer": 1}]), "stacking.0.spaces", ""),
+    ],
+)
+def test_config_checks_name_the_key(cfg, key, problem):
+    from lmbrain.config import validate_config
+    from lmbrain.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg)
+    assert info.value.key == key
+    assert problem in info.value.problem
+
+
+def test_config_accepts_a_stacked_model_and_defaults_to_none():
+    from lmbrain.config import validate_config
+
+    ok = validate_config(
+        _stacking_config([{"model": "m", "layer": 1}, {"model": "k", "layer": -1, "name": "b"}])
+    )
+    assert ok["stacking"][0]["spaces"][1]["name"] == "b"
+    assert (
+        validate_config({"datasets": {"d": {"simulate": {}}}, "models": [{"model": "gpt2"}]})[
+            "stacking"
+        ]
+        == []
+    )
+
+
+def test_summary_rows_and_subject_means():
+    from lmbrain.stacking import stacking_summary
+
+    def vox(shift):
+        return {
+            "weights": np.array([[1.0, 0.5, 0.0, 0.2], [0.0, 0.5, 1.0, 0.8]]),
+            "r_stacked": np.array([0.4, 0.5, 0.3, np.nan]) + shift,
+            "r2": np.array([0.1, 0.2, 0.05, np.nan]),
+            "r_text": np.array([0.4, 0.3, 0.1, np.nan]) + shift,
+            "r_audio": np.array([0.1, 0.2, 0.3, np.nan]) + shift,
+            "spaces": np.array(["text", "audio"]),
+            "hemisphere": np.array(["L", "L", "R", "R"]),
+            "n_train_stories": np.int64(9),
+            "n_test_stories": np.int64(1),
+        }
+
+    table = stacking_summary({("s1", "t+a"): vox(0.0), ("s2", "t+a"): vox(0.1)})
+    one = table.set_index(["subject", "space", "hemisphere"])
+    np.testing.assert_allclose(one.loc[("s1", "text", "all"), "mean_r_stacked"], 0.4)
+    np.testing.assert_allclose(one.loc[("s1", "text", "L"), "mean_r_space"], 0.35)
+    np.testing.assert_allclose(one.loc[("s1", "audio", "R"), "mean_weight"], 0.9)
+    np.testing.assert_allclose(one.loc[("s1", "audio", "all"), "mean_weight"], 0.575)
+    np.testing.assert_allclose(one.loc[("s1", "text", "all"), "frac_voxels_stacked_better"], 0.5)
+    mean = one.loc[("mean", "text", "all")]
+    np.testing.assert_allclose(mean["mean_r_stacked"], 0.45)
+    assert mean["n_subjects"] == 2 and mean["n_voxels"] == 8 and mean["n_train_stories"] == 9
+    assert len(table) == 3 * 2 * 3  # (s1, s2, mean) x spaces x hemispheres
+
+
+def test_plot_stacking_writes_a_png(tmp_path):
+    import pandas as pd
+
+    from lmbrain.plotting import plot_stacking
+    from lmbrain.stacking import SUMMARY_COLUMNS
+
+    plot_stacking(pd.DataFrame(columns=list(SUMMARY_COLUMNS)), tmp_path / "empty.png")
+    rows = [
+        {"subject": "mean", "name": "t+a", "space": s, "hemisphere": h, "n_subjects": 2}
+        | {"mean_r_stacked": 0.3, "mean_r_space": 0.2, "mean_weight": 0.5}
+        | {"frac_voxels_stacked_better": 0.7}
+        for s in ("text", "audio")
+        for h in ("all", "L", "R")
+    ]
+    plot_stacking(pd.DataFrame(rows), tmp_path / "s.png")
+    assert (tmp_path / "s.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "empty.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_workflow_dry_run_has_the_stacking_jobs(tmp_path):
+    """`snakemake -n`: one fit job per (subject, stacked model) and one summary, when
+    configured; none otherwise."""
+    import yaml
+    from test_workflow import run_snakemake
+
+    from lmbrain.testing import job_counts
+
+    config = {
+        "datasets": {"sim": {"simulate": {"seed": 0, "n_subjects": 2, "voxels_per_hemisphere": 4}}},
+        "models": [
+            {"name": "rv", "baseline": "random_vectors", "width": 8},
+            {"name": "re", "baseline": "random_word_embeddings", "width": 8},
+        ],
+        "train_fractions": [1.0],
+    }
+    counts = {}
+    for stacking in ([], [{"name": "rv+re", "spaces": [{"model": "rv", "layer": 0}]}]):
+        if stacking:
+            ids = [m["name"] for m in config["models"]]
+            stacking[0]["spaces"].append({"model": ids[1], "layer": -1})
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump({**config, "stacking": stacking}))
+        res = run_snakemake(tmp_path, "-n")
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        got = job_counts(res.stdout + res.stderr)
+        counts[bool(stacking)] = (got.get("fit_stacking", 0), got.get("summarize_stacking", 0))
+    assert counts == {False: (0, 0), True: (2, 1)}

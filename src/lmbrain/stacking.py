@@ -3,7 +3,7 @@
 Banded ridge (:mod:`lmbrain.banded`) fits one linear model on all feature spaces at once.
 Stacking (Breiman 1996, "Stacked regressions"; for fMRI encoding models Lin, Naselaris, Kay &
 Wehbe, "Stacked regressions and structured variance partitioning for interpretable brain
-maps", NeuroImage 2024, section 2 "Methods: stacked regression") keeps one ridge model per
+maps", NeuroImage 2024, Methods, the stacked-regression part) keeps one ridge model per
 feature space and learns, for every voxel, how much to trust each of them:
 
 1. for each feature space ``i``, a ridge model (:func:`lmbrain.fitting.fit_ridge_cv`, the
@@ -205,7 +205,13 @@ def out_of_fold_predictions(
     out = np.empty(Y.shape, dtype=np.float32)
     for train, val in folds:
         fit = fit_ridge_cv(
-            X[train], Y[train], groups[train], alphas, n_folds=n_folds, backend=backend, solver=solver
+            X[train],
+            Y[train],
+            groups[train],
+            alphas,
+            n_folds=n_folds,
+            backend=backend,
+            solver=solver,
         )
         out[val] = predict(fit, X[val])
     return out
@@ -380,3 +386,102 @@ def fit_stacked_encoding_model(
         "n_test_stories": len(dataset.test_stories),
     }
     return voxels, row
+
+
+# --------------------------------------------------------------------------- summary
+SUMMARY_COLUMNS = (
+    "subject",
+    "name",
+    "space",
+    "hemisphere",
+    "n_subjects",
+    "n_voxels",
+    "n_train_stories",
+    "n_test_stories",
+    "mean_r_stacked",
+    "mean_r2_stacked",
+    "mean_r_space",
+    "mean_weight",
+    "frac_voxels_stacked_better",
+)
+
+
+def _finite_mean(values) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
+
+
+def stacking_summary(voxel_tables):
+    """One row per (subject, stacked model, space, hemisphere), and the mean over subjects.
+
+    Parameters
+    ----------
+    voxel_tables : mapping
+        ``(subject, name) -> voxels`` as returned by :func:`fit_stacked_encoding_model`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`SUMMARY_COLUMNS`. ``hemisphere`` is ``all`` (both), ``L`` or ``R``;
+        ``mean_r_stacked`` / ``mean_r2_stacked`` are the joint model's mean test r and R^2
+        (the same on every space's row), ``mean_r_space`` the space alone, ``mean_weight``
+        its mean stacking weight and ``frac_voxels_stacked_better`` the fraction of voxels
+        where the joint r exceeds the space's. Rows with ``subject`` = ``mean`` average the
+        per-subject means over subjects (``n_subjects`` of them; ``n_voxels`` is the sum).
+        NaN voxels are left out of the means.
+    """
+    import pandas as pd
+
+    rows = []
+    for (subject, name), vox in sorted(voxel_tables.items()):
+        spaces = [str(s) for s in np.asarray(vox["spaces"])]
+        hemi = np.asarray(vox["hemisphere"]).astype(str)
+        weights = np.asarray(vox["weights"], dtype=np.float64)
+        joint = np.asarray(vox["r_stacked"], dtype=np.float64)
+        for label, sel in [
+            ("all", np.ones(hemi.shape, bool)),
+            ("L", hemi == "L"),
+            ("R", hemi == "R"),
+        ]:
+            if not sel.any():
+                continue
+            for k, space in enumerate(spaces):
+                alone = np.asarray(vox[f"r_{space}"], dtype=np.float64)
+                rows.append(
+                    {
+                        "subject": subject,
+                        "name": name,
+                        "space": space,
+                        "hemisphere": label,
+                        "n_subjects": 1,
+                        "n_voxels": int(sel.sum()),
+                        "n_train_stories": int(vox["n_train_stories"]),
+                        "n_test_stories": int(vox["n_test_stories"]),
+                        "mean_r_stacked": _finite_mean(joint[sel]),
+                        "mean_r2_stacked": _finite_mean(np.asarray(vox["r2"])[sel]),
+                        "mean_r_space": _finite_mean(alone[sel]),
+                        "mean_weight": _finite_mean(weights[k, sel]),
+                        "frac_voxels_stacked_better": float(np.mean(joint[sel] > alone[sel])),
+                    }
+                )
+    table = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    if table.empty:
+        return table
+    means = []
+    for (name, space, label), group in table.groupby(["name", "space", "hemisphere"], sort=False):
+        row = group.mean(numeric_only=True).to_dict()
+        row.update(
+            subject="mean",
+            name=name,
+            space=space,
+            hemisphere=label,
+            n_subjects=int(group["subject"].nunique()),
+            n_voxels=int(group["n_voxels"].sum()),
+            n_train_stories=int(group["n_train_stories"].max()),
+            n_test_stories=int(group["n_test_stories"].max()),
+        )
+        means.append(row)
+    table = pd.concat([table, pd.DataFrame(means, columns=list(SUMMARY_COLUMNS))])
+    ints = ("n_subjects", "n_voxels", "n_train_stories", "n_test_stories")
+    return table.astype(dict.fromkeys(ints, "int64")).reset_index(drop=True)
