@@ -135,6 +135,17 @@ def test_out_of_fold_predictions_never_see_their_story():
     assert not np.allclose(moved[groups != 2], base[groups != 2])
 
 
+def test_fold_by_fold_error_matrices_equal_those_of_the_out_of_fold_predictions():
+    from lmbrain.stacking import cv_error_matrices
+
+    Xa, Xb, Y, groups, _ = _planted_spaces(n_stories=5, per_story=40)
+    alphas = np.logspace(-1, 3, 3)
+    kw = dict(n_folds=5, backend="numpy")
+    oof = np.stack([out_of_fold_predictions(X, Y, groups, alphas, **kw) for X in (Xa, Xb)])
+    P = cv_error_matrices([Xa, Xb], Y, groups, alphas, **kw)
+    np.testing.assert_allclose(P, error_matrices(Y, oof), rtol=1e-5)
+
+
 def test_bad_inputs():
     Xa, Xb, Y, groups, _ = _planted_spaces(n_stories=3, per_story=20)
     with pytest.raises(ValueError, match="at least two"):

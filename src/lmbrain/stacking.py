@@ -160,6 +160,24 @@ def stack_predictions(weights: np.ndarray, preds: np.ndarray) -> np.ndarray:
     return np.einsum("iv,itv->tv", np.asarray(weights), np.asarray(preds))
 
 
+def _outer_folds(groups: np.ndarray, n_folds: int):
+    """Story-grouped folds, each of whose training parts holds >= 2 stories (inner CV)."""
+    folds = story_folds(groups, n_folds)
+    if any(len(np.unique(groups[train])) < 2 for train, _ in folds):
+        raise ValueError(
+            "stacking needs every outer fold to leave >= 2 training stories for the inner "
+            f"cross-validation; {len(np.unique(groups))} stories in {len(folds)} folds do not "
+            "(use more training stories)"
+        )
+    return folds
+
+
+def _fold_prediction(X, Y, groups, train, val, alphas, common) -> np.ndarray:
+    """Prediction of the rows ``val`` by a ridge model fitted (with inner CV) on ``train``."""
+    fit = fit_ridge_cv(X[train], Y[train], groups[train], alphas, **common)
+    return predict(fit, X[val])
+
+
 def out_of_fold_predictions(
     X: np.ndarray,
     Y: np.ndarray,
@@ -193,28 +211,46 @@ def out_of_fold_predictions(
     numpy.ndarray of shape (n_samples, n_voxels), float32
     """
     groups = np.asarray(groups)
-    n_stories = len(np.unique(groups))
-    folds = story_folds(groups, n_folds)
-    if any(len(np.unique(groups[train])) < 2 for train, _ in folds):
-        raise ValueError(
-            f"stacking needs every outer fold to leave >= 2 training stories for the inner "
-            f"cross-validation; {n_stories} stories in {len(folds)} folds do not "
-            "(use more training stories)"
-        )
     Y = np.asarray(Y, dtype=np.float32)
+    common = dict(n_folds=n_folds, backend=backend, solver=solver)
     out = np.empty(Y.shape, dtype=np.float32)
-    for train, val in folds:
-        fit = fit_ridge_cv(
-            X[train],
-            Y[train],
-            groups[train],
-            alphas,
-            n_folds=n_folds,
-            backend=backend,
-            solver=solver,
-        )
-        out[val] = predict(fit, X[val])
+    for train, val in _outer_folds(groups, n_folds):
+        out[val] = _fold_prediction(X, Y, groups, train, val, alphas, common)
     return out
+
+
+def cv_error_matrices(
+    Xs: Sequence[np.ndarray],
+    Y: np.ndarray,
+    groups: Sequence,
+    alphas: Sequence[float],
+    *,
+    n_folds: int = 5,
+    backend: str = "auto",
+    solver: str = "auto",
+) -> np.ndarray:
+    """:func:`error_matrices` of the out-of-fold predictions, accumulated fold by fold.
+
+    Equal to ``error_matrices(Y, [out_of_fold_predictions(X, ...) for X in Xs])``, but only
+    one fold's predictions of every space are held at a time (``k * n_val * n_voxels``
+    float32 values instead of ``k * n_samples * n_voxels``).
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_voxels, k, k), float64
+    """
+    groups = np.asarray(groups)
+    Y = np.asarray(Y, dtype=np.float32)
+    common = dict(n_folds=n_folds, backend=backend, solver=solver)
+    k = len(Xs)
+    P = np.zeros((Y.shape[1], k, k))
+    for train, val in _outer_folds(groups, n_folds):
+        err = [Y[val] - _fold_prediction(X, Y, groups, train, val, alphas, common) for X in Xs]
+        for i in range(k):
+            for j in range(i + 1):
+                P[:, i, j] += np.einsum("tv,tv->v", err[i], err[j], dtype=np.float64)
+                P[:, j, i] = P[:, i, j]
+    return P / Y.shape[0]
 
 
 @dataclass
@@ -286,17 +322,17 @@ def fit_stacked_ridge_cv(
         raise ValueError("stacking needs at least two feature spaces")
     if len(Xs) > MAX_SPACES:
         raise ValueError(f"stacking takes at most {MAX_SPACES} feature spaces, got {len(Xs)}")
+    Xs = [np.asarray(X, dtype=np.float32) for X in Xs]
     Y = np.asarray(Y, dtype=np.float32)
     if Y.ndim == 1:
         Y = Y[:, None]
-    if any(np.shape(X)[0] != Y.shape[0] for X in Xs):
+    if any(X.shape[0] != Y.shape[0] for X in Xs):
         raise ValueError("every feature space needs one row per response row")
     names = list(space_names) if space_names is not None else [f"space{i}" for i in range(len(Xs))]
     if len(names) != len(Xs):
         raise ValueError("space_names must name every feature space")
     common = dict(n_folds=n_folds, backend=backend, solver=solver)
-    oof = np.stack([out_of_fold_predictions(X, Y, groups, alphas, **common) for X in Xs])
-    P = error_matrices(Y, oof)
+    P = cv_error_matrices(Xs, Y, groups, alphas, **common)
     weights = simplex_weights(P)
     single = np.diagonal(P, axis1=1, axis2=2).T
     stacked = np.einsum("iv,vij,jv->v", weights, P, weights)
