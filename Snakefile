@@ -59,6 +59,7 @@ include: "rules/maps.smk"
 include: "rules/trials.smk"
 include: "rules/extras.smk"
 include: "rules/alignment.smk"
+include: "rules/stacking.smk"
 
 
 # Aggregates and plots: seconds of work on small tables, run by Snakemake itself on the login

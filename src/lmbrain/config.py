@@ -196,6 +196,7 @@ def _check_semantics(cfg: dict, source) -> None:
         if "source" in spec:
             spec.setdefault("accession", FETCH_ACCESSIONS[spec["format"]])
     _check_banded(cfg, seen, source)
+    _check_stacking(cfg, seen, source)
     _check_alphas(cfg, source)
     fractions = cfg["train_fractions"]
     if len(set(fractions)) != len(fractions):
@@ -232,6 +233,38 @@ def _check_banded(cfg: dict, model_ids: dict, source) -> None:
         if len(set(labels)) != len(labels):
             raise ConfigError(
                 f"banded.{i}.bands", f"band labels {labels} repeat; give each a `name`", source
+            )
+
+
+def _check_stacking(cfg: dict, model_ids: dict, source) -> None:
+    """Stacked models name existing models, distinct spaces (not `stacked`), distinct ids."""
+    names = set()
+    for i, spec in enumerate(cfg.get("stacking", [])):
+        if not NAME_PATTERN.match(str(spec["name"]).replace("+", "_")):
+            raise ConfigError(f"stacking.{i}.name", f"{spec['name']!r} {NAME_RULE}", source)
+        if spec["name"] in names:
+            raise ConfigError(f"stacking.{i}.name", f"'{spec['name']}' is used twice", source)
+        names.add(spec["name"])
+        labels = []
+        for j, space in enumerate(spec["spaces"]):
+            if space["model"] not in model_ids:
+                raise ConfigError(
+                    f"stacking.{i}.spaces.{j}.model",
+                    f"'{space['model']}' is not a model id of `models` ({sorted(model_ids)})",
+                    source,
+                )
+            label = space.get("name", space["model"])
+            check_name(f"stacking.{i}.spaces.{j}.name", label, source)
+            if label == "stacked":
+                raise ConfigError(
+                    f"stacking.{i}.spaces.{j}",
+                    "the label 'stacked' is reserved for the joint model; give it a `name`",
+                    source,
+                )
+            labels.append(label)
+        if len(set(labels)) != len(labels):
+            raise ConfigError(
+                f"stacking.{i}.spaces", f"space labels {labels} repeat; give each a `name`", source
             )
 
 

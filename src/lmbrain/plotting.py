@@ -236,6 +236,67 @@ def plot_banded(summary: pd.DataFrame, path: str | Path) -> None:
     _save(fig, path)
 
 
+def plot_stacking(summary: pd.DataFrame, path: str | Path) -> None:
+    """Stacked regression: joint r against each space alone, and the mean stacking weights.
+
+    Parameters
+    ----------
+    summary : pandas.DataFrame
+        :func:`lmbrain.stacking.stacking_summary` rows (the ``subject == "mean"`` rows are
+        drawn: means over subjects).
+    path : str or Path
+        Output PNG.
+
+    Notes
+    -----
+    One row of panels per stacked model. Left: mean test r per hemisphere of the stacked
+    model and of each space alone, with the fraction of voxels where the stacked r is higher
+    written above each space's bar. Right: mean stacking weight of each space per hemisphere
+    (stacked bars summing to 1).
+    """
+    rows_all = summary[summary["subject"] == "mean"] if len(summary) else summary
+    names = sorted(rows_all["name"].unique()) if len(rows_all) else []
+    fig = Figure(figsize=(11.0, 3.6 * max(1, len(names))), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(max(1, len(names)), 2, squeeze=False)
+    if not names:
+        _note(axes[0, 0], "no stacked fits")
+    for row_axes, name in zip(axes, names, strict=False):
+        rows = rows_all[rows_all["name"] == name].set_index(["hemisphere", "space"])
+        hemis = [h for h in ("all", "L", "R") if h in rows.index.get_level_values(0)]
+        spaces = list(dict.fromkeys(rows.index.get_level_values(1)))
+        x = np.arange(len(hemis))
+        width = 0.8 / (len(spaces) + 1)
+        joint = [rows.loc[(h, spaces[0]), "mean_r_stacked"] for h in hemis]
+        row_axes[0].bar(x, joint, width, color="0.2", label="stacked")
+        bottom = np.zeros(len(hemis))
+        for k, space in enumerate(spaces):
+            alone = [rows.loc[(h, space), "mean_r_space"] for h in hemis]
+            bars = row_axes[0].bar(x + (k + 1) * width, alone, width, label=space)
+            for bar, h in zip(bars, hemis, strict=True):
+                row_axes[0].annotate(
+                    f"{rows.loc[(h, space), 'frac_voxels_stacked_better']:.0%}",
+                    (bar.get_x() + bar.get_width() / 2, max(bar.get_height(), 0.0)),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                )
+            weight = np.array([rows.loc[(h, space), "mean_weight"] for h in hemis])
+            row_axes[1].bar(x, weight, 0.6, bottom=bottom, label=space)
+            bottom += np.nan_to_num(weight)
+        row_axes[0].set_xticks(x + width * len(spaces) / 2, hemis)
+        row_axes[0].axhline(0.0, color="0.3", lw=0.8)
+        row_axes[0].set_ylabel("mean test r")
+        row_axes[0].set_title(f"{name}: stacked vs each space (% voxels stacked better)")
+        row_axes[1].set_xticks(x, hemis)
+        row_axes[1].set_ylim(0.0, 1.0)
+        row_axes[1].set_ylabel("mean stacking weight")
+        row_axes[1].set_title(f"{name}: stacking weights")
+        for ax in row_axes:
+            _legend(ax, title=None)
+    _save(fig, path)
+
+
 # --------------------------------------------------------------------------- panels
 
 _Y_LABELS = {
