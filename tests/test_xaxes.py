@@ -281,6 +281,7 @@ def test_best_layer_table_reads_the_per_voxel_depths(tmp_path):
         assert table.loc[subject, "voxel_n_voxels"] == N_VOX
     means = [m for m, _ in expected.values()]
     assert table.loc["mean", "voxel_mean_best_depth"] == pytest.approx(np.mean(means), abs=1e-5)
+    assert table.loc["mean", "voxel_n_voxels"] == 3 * N_VOX
 
 
 # --------------------------------------------------------------------------- figure

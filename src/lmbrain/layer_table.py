@@ -125,7 +125,7 @@ def best_layer_table(scores: pd.DataFrame, voxel_rows: pd.DataFrame | None = Non
         test r at each voxel's own layer, ``voxel_n_voxels``). Rows with ``subject="mean"``:
         means over subjects of every number (``best_layer`` may then be fractional), with the
         SEM of ``best_depth`` and ``mean_r`` (NaN with one subject), ``n_subjects``, and
-        ``n_voxels`` summed over subjects. Sorted by dataset, model, train fraction, subject
+        ``n_voxels`` and ``voxel_n_voxels`` summed over subjects. Sorted by dataset, model, train fraction, subject
         (the mean row last).
     """
     best = best_layers(scores).copy()
@@ -165,7 +165,7 @@ def _subject_means(best: pd.DataFrame, meta: list[str]) -> pd.DataFrame:
         "mean_r",
         "mean_r_left",
         "mean_r_right",
-        *VOXEL_COLUMNS.values(),
+        *[c for c in VOXEL_COLUMNS.values() if c != "voxel_n_voxels"],
         *meta,
     ]
     grouped = best.groupby(["dataset", "model", "train_fraction"], sort=True)
@@ -174,6 +174,7 @@ def _subject_means(best: pd.DataFrame, meta: list[str]) -> pd.DataFrame:
     out["mean_r_sem"] = grouped["mean_r"].agg(_sem)
     out["n_subjects"] = grouped["subject"].nunique()
     out["n_voxels"] = grouped["n_voxels"].sum()
+    out["voxel_n_voxels"] = grouped["voxel_n_voxels"].sum(min_count=1)
     out["family"] = grouped["family"].first()
     out["untrained"] = grouped["untrained"].first()
     out = out.reset_index()

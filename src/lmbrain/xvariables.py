@@ -45,13 +45,14 @@ def without_metadata(entry: Mapping) -> dict:
 
 
 def model_metadata(entries: Sequence[Mapping], ids: Sequence[str]) -> dict[str, dict]:
-    """``{model id: {key: value}}`` of the entries that carry metadata, keys sorted."""
+    """``{model id: {key: value}}`` of the entries that carry metadata, ids and keys sorted
+    (canonical rule params: reordering the models reruns nothing)."""
     out = {}
     for mid, entry in zip(ids, entries, strict=True):
         meta = entry.get("metadata") or {}
         if meta:
             out[mid] = {str(k): float(meta[k]) for k in sorted(meta)}
-    return out
+    return dict(sorted(out.items()))
 
 
 def parse_x_variables(items: Sequence, metadata: Mapping[str, Mapping] | None = None) -> list:
