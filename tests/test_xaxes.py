@@ -359,3 +359,31 @@ def test_editing_metadata_reruns_the_aggregates_only(tmp_path):
         "results/tiny/summary/scaling_fits.tsv",
         "results/tiny/summary/config.yaml",
     }
+
+
+def test_asymmetry_is_fitted_against_metadata_too():
+    """Left - right planted to grow linearly with the training step (step 0 included)."""
+    steps = {"s0": 0.0, "s1": 1000.0, "s2": 36000.0, "s3": 143000.0}
+    rng = np.random.default_rng(5)
+    hemi = np.array(["L", "R"] * (N_VOX // 2))
+    rows, store = [], {}
+    for model, step in steps.items():
+        for subject in SUBJECTS:
+            noise = rng.normal(0, 0.01, N_VOX)
+            r = 0.1 + noise - noise.mean() + np.where(hemi == "L", 1e-7 * step, 0.0)
+            path = f"{subject}/{model}.npz"
+            store[path] = {"r": r, "hemisphere": hemi}
+            left, right = float(r[hemi == "L"].mean()), float(r[hemi == "R"].mean())
+            rows.append(_row(subject, model, 1, 1, float(r.mean()), 0.1, path, left, right))
+    scores = add_metadata_columns(pd.DataFrame(rows), {m: {"step": v} for m, v in steps.items()})
+    xvars = [{"name": "step", "log": False}]
+    fits = scaling_fits(scores, store.__getitem__, n_boot=100, x_variables=xvars)
+    step_fits = fits[fits["fit"] == "step"].set_index("y_variable")
+    asym = step_fits.loc["mean_r_left_minus_right"]
+    # independent: least squares of the subject-mean left - right on the steps
+    y = scores.assign(d=scores["mean_r_left"] - scores["mean_r_right"]).groupby("model")["d"]
+    slope = np.polyfit(scores.groupby("model")["meta_step"].first(), y.mean(), 1)[0]
+    assert asym["slope"] == pytest.approx(slope) and slope == pytest.approx(1e-7, rel=0.05)
+    assert asym["slope_ci_low"] <= slope <= asym["slope_ci_high"]
+    assert asym["n_points"] == 4 and asym["x_scale"] == "linear"  # step 0 is kept
+    assert "mean_r" in step_fits.index

@@ -7,7 +7,8 @@ fraction) and one ``.npz`` of per-voxel arrays. This module
 - picks the best layer of every (dataset, subject, model, train fraction) by the
   cross-validated score (:func:`best_layers`),
 - fits brain score = a + b * log10(x) (:func:`loglinear_fit`), where x is the number of
-  parameters or of training TRs, and
+  parameters or of training TRs, or a model metadata value (log10 or linear;
+  :mod:`lmbrain.xvariables`), and
 - puts a bootstrap confidence interval on the slope b by resampling voxels
   (:func:`bootstrap_slope`, :func:`scaling_fits`).
 
@@ -786,19 +787,20 @@ def _params_fit(dataset, group, modality, rows, metric, boot) -> dict:
     return {**_fit_row(spec, pts, paths, sub_y, "mean_r", boot, rows=rows), "modality": modality}
 
 
-def _metadata_fit(dataset, rows, metric, boot, x_variable: dict) -> dict:
-    """Brain score against a model-metadata x (``fit=<key>``), as :func:`_params_fit`.
+def _metadata_fit(dataset, rows, y, y_variable, kind, boot, x_variable: dict) -> dict:
+    """Brain score (or asymmetry) against a model-metadata x (``fit=<key>``), as the params
+    fit: ``y`` is the score rows' y, ``kind`` ``mean_r`` or ``asymmetry`` (the bootstrap's).
 
     Models without the key (NaN ``meta_<key>``) are left out and named in ``note``.
     """
-    column, x_col = METRICS[metric], xvariables.meta_column(x_variable["name"])
+    x_col = xvariables.meta_column(x_variable["name"])
     x = rows[x_col] if x_col in rows.columns else pd.Series(np.nan, index=rows.index)
-    rows = rows.assign(**{x_col: x})
+    rows = rows.assign(**{x_col: x, "_y": y})
     missing = sorted(rows.loc[rows[x_col].isna(), "model"].unique())
     rows = rows[rows[x_col].notna()]
-    spec = _spec(dataset, x_variable["name"], TRAINED, x_col, column, x_variable["log"])
-    pts, paths, sub_y = _collect_points(rows, ["model"], x_col, rows[column], x_variable["log"])
-    fit = _fit_row(spec, pts, paths, sub_y, "mean_r", boot, rows=rows)
+    spec = _spec(dataset, x_variable["name"], TRAINED, x_col, y_variable, x_variable["log"])
+    pts, paths, sub_y = _collect_points(rows, ["model"], x_col, rows["_y"], x_variable["log"])
+    fit = _fit_row(spec, pts, paths, sub_y, kind, boot, rows=rows)
     if missing:
         left_out = f"left out (no metadata '{x_variable['name']}'): {', '.join(missing)}"
         fit["note"] = "; ".join(n for n in (fit["note"], left_out) if n)
@@ -825,7 +827,8 @@ def _dataset_fits(
         rows.append(_params_fit(dataset, TRAINED, ALL_MODALITIES, top, metric, boot))
         for x_variable in x_variables:
             if x_variable["name"] != xvariables.PARAMS:
-                rows.append(_metadata_fit(dataset, top, metric, boot, x_variable))
+                fit = _metadata_fit(dataset, top, top[column], column, "mean_r", boot, x_variable)
+                rows.append(fit)
         spec = _spec(dataset, "data", TRAINED, "n_train_trs", column)
         keys = ["model", "train_fraction"]
         pts, paths, sub_y = _collect_points(trained, keys, "n_train_trs", trained[column])
@@ -857,6 +860,11 @@ def _dataset_fits(
         pts, paths, sub_y = _collect_points(top, ["model"], "n_params", top[left] - top[right])
         fit = _fit_row(spec, pts, paths, sub_y, "asymmetry", boots[metric], rows=top)
         rows.append({**fit, "modality": ALL_MODALITIES})
+        for x_variable in x_variables:  # the lateralisation against metadata too
+            if x_variable["name"] != xvariables.PARAMS:
+                asym = top[left] - top[right]
+                args = (y_variable, "asymmetry", boots[metric], x_variable)
+                rows.append(_metadata_fit(dataset, top, asym, *args))
     return rows
 
 
@@ -913,9 +921,10 @@ def scaling_fits(
         - ``fit="asymmetry"``, ``group="trained"``: ``mean_r_left - mean_r_right`` as in
           the params fit (``y_variable="mean_r_left_minus_right"``); with the ``reliable``
           metric also on the reliable voxels (``mean_r_reliable_left_minus_right``).
-        - ``fit=<metadata key>``, ``group="trained"`` (``aggregate.x_variables``): as the
-          params fit, against ``x_variable="meta_<key>"``, log10 or linear (``x_scale``);
-          trained models without the key are left out and named in ``note``.
+        - ``fit=<metadata key>``, ``group="trained"`` (``aggregate.x_variables``): the
+          params fit and the asymmetry fit (``y_variable`` says which) against
+          ``x_variable="meta_<key>"``, log10 or linear (``x_scale``); trained models
+          without the key are left out and named in ``note``.
         - ``fit="params"``, ``group="modality:<text|audio>"`` (only when both modalities
           are present: Antonello et al. 2023 fit text and speech models separately) and
           ``group="family:<family>"`` (families with two or more trained models).
