@@ -24,8 +24,30 @@ rule summarize_scores:
         metrics=sorted(CFG["aggregate"]["metrics"]),
         reliable_fraction=CFG["scoring"]["reliable_fraction"],
         methods=methods(),
+        # model metadata reaches the aggregates only: editing it reruns them, not the fits
+        metadata=MODEL_METADATA,
+        x_variables=X_VARIABLES,
     script:
         "../scripts/summarize_scores.py"
+
+
+rule best_layer_table:
+    input:
+        scores=f"{RESULTS}/{{dataset}}/summary/scores.tsv",
+        maps=voxel_layer_maps,
+    output:
+        report(
+            f"{RESULTS}/{{dataset}}/summary/best_layers.tsv",
+            caption="../report/best_layers.rst",
+            category="Tables",
+            subcategory="{dataset}",
+        ),
+    log:
+        f"{RESULTS}/{{dataset}}/logs/best_layer_table.log",
+    conda:
+        "../envs/fit.yaml"
+    script:
+        "../scripts/summarize_best_layers.py"
 
 
 rule plot_scaling:

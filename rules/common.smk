@@ -24,6 +24,7 @@ from lmbrain.models import model_id, read_modality, read_n_layers
 from lmbrain.resources import extraction_gpus as gpus_for_extraction
 from lmbrain.resources import extraction_mem_mb, fit_job_mem_mb
 from lmbrain.snakemake_fixes import bound_cores
+from lmbrain.xvariables import model_metadata, parse_x_variables, without_metadata
 
 # `--cores N` bounds the threads of the jobs running at once (Snakemake >= 9.10 lets it grow:
 # lmbrain.snakemake_fixes)
@@ -40,7 +41,14 @@ except LmbrainError as exc:
 RESULTS = CFG["results"]
 CACHE = CFG["cache"]
 DATASETS = CFG["datasets"]
-MODELS = {model_id(entry): entry for entry in CFG["models"]}
+# `metadata:` (perplexity, training tokens...) changes no feature and no fit: the entries the
+# rules see lack it, and only the aggregate rules get it (MODEL_METADATA, lmbrain.xvariables)
+MODELS = {model_id(entry): without_metadata(entry) for entry in CFG["models"]}
+MODEL_METADATA = model_metadata(CFG["models"], list(MODELS))
+try:
+    X_VARIABLES = parse_x_variables(CFG["aggregate"]["x_variables"], MODEL_METADATA)
+except LmbrainError as exc:
+    raise WorkflowError(f"invalid configuration: {exc}") from None
 FRACTIONS = [fraction_label(f) for f in CFG["train_fractions"]]
 
 
@@ -332,11 +340,20 @@ def fit_rows(wildcards):
     return [f"{prefix}.json" for prefix in fit_prefixes(wildcards.dataset)]
 
 
+def voxel_layer_maps(wildcards):
+    """Map folders holding the per-voxel best-layer summaries (best_layers.tsv), if enabled."""
+    if not CFG["aggregate"]["voxel_best_layer"]:
+        return []
+    base = f"{RESULTS}/{wildcards.dataset}/maps"
+    return [f"{base}/{s}/{mid}" for s in SUBJECTS[wildcards.dataset] for mid in MODELS]
+
+
 def all_outputs():
     out = []
     for name in DATASETS:
         base = f"{RESULTS}/{name}"
         out += [f"{base}/summary/scores.tsv", f"{base}/summary/scaling_fits.tsv"]
+        out.append(f"{base}/summary/best_layers.tsv")
         out += [f"{base}/plots/{p}.png" for p in PLOTS]
         if BANDED and DATASETS[name]["format"] not in ("trials", "nsd"):
             out += [f"{base}/summary/banded.tsv", f"{base}/plots/banded.png"]
@@ -350,7 +367,7 @@ def all_outputs():
     return out
 
 
-PLOTS = ["scaling_models", "scaling_data", "layers", "asymmetry"]
+PLOTS = ["scaling_models", "scaling_data", "layers", "asymmetry", "asymmetry_depth"]
 
 
 # -- extraction: feature files keyed by what determines them ---------------------------------

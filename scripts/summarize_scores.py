@@ -3,15 +3,17 @@
 from lmbrain.aggregate import read_score_rows, scaling_fits
 from lmbrain.io import atomic_path
 from lmbrain.scripting import start
+from lmbrain.xvariables import add_metadata_columns
 
 log = start(snakemake)
-scores = read_score_rows(snakemake.input)
+scores = add_metadata_columns(read_score_rows(snakemake.input), snakemake.params.metadata)
 fits = scaling_fits(
     scores,
     n_boot=snakemake.params.n_bootstrap,
     seed=snakemake.params.seed,
     metrics=snakemake.params.metrics,
     reliable_fraction=snakemake.params.reliable_fraction,
+    x_variables=snakemake.params.x_variables,
 )
 for out, table in [(snakemake.output.scores, scores), (snakemake.output.fits, fits)]:
     with atomic_path(out) as tmp:

@@ -7,7 +7,8 @@ fraction) and one ``.npz`` of per-voxel arrays. This module
 - picks the best layer of every (dataset, subject, model, train fraction) by the
   cross-validated score (:func:`best_layers`),
 - fits brain score = a + b * log10(x) (:func:`loglinear_fit`), where x is the number of
-  parameters or of training TRs, and
+  parameters or of training TRs, or a model metadata value (log10 or linear;
+  :mod:`lmbrain.xvariables`), and
 - puts a bootstrap confidence interval on the slope b by resampling voxels
   (:func:`bootstrap_slope`, :func:`scaling_fits`).
 
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lmbrain import inference
+from lmbrain import inference, xvariables
 from lmbrain.errors import ConfigError, InputError
 from lmbrain.scoring import reliable_voxels
 
@@ -92,6 +93,7 @@ FIT_COLUMNS: tuple[str, ...] = (
     "resampling",
     "note",
     "modality",
+    "x_scale",
 )
 """Columns of the table :func:`scaling_fits` returns."""
 
@@ -608,19 +610,22 @@ class _VoxelCache:
         return self._cache[fit_path]
 
 
-def _collect_points(rows: pd.DataFrame, point_cols: list[str], x_col: str, y: pd.Series):
+def _collect_points(
+    rows: pd.DataFrame, point_cols: list[str], x_col: str, y: pd.Series, log: bool = True
+):
     """Average rows over subjects into fit points; keep each subject's fit path per point.
 
     Returns (points, paths, subject_y): ``points`` has the point keys, x and y (finite,
-    x > 0), sorted by key; ``paths`` and ``subject_y`` are (point x subject) tables of fit
-    paths and of each subject's own y (NaN where missing).
+    and x > 0 for a log axis), sorted by key; ``paths`` and ``subject_y`` are (point x
+    subject) tables of fit paths and of each subject's own y (NaN where missing).
     """
     data = rows.assign(_x=rows[x_col].astype(np.float64), _y=y.astype(np.float64))
     if data.empty:
         empty = pd.DataFrame(columns=[*point_cols, "x", "y"])
         return empty, pd.DataFrame(index=pd.RangeIndex(0)), pd.DataFrame(index=pd.RangeIndex(0))
     points = data.groupby(point_cols, sort=True).agg(x=("_x", "mean"), y=("_y", "mean"))
-    points = points[np.isfinite(points["x"]) & (points["x"] > 0) & np.isfinite(points["y"])]
+    keep = np.isfinite(points["x"]) & np.isfinite(points["y"])
+    points = points[keep & (points["x"] > 0)] if log else points[keep]
     paths = data.pivot_table(
         index=point_cols, columns="subject", values="fit_path", aggfunc="first"
     ).reindex(points.index)
@@ -686,7 +691,7 @@ def _fit_row(spec: dict, points, paths, subject_y, kind: str, boot, groups=None,
     are the score rows behind the fit (for the n columns).
     """
     n_boot, seed, cache = boot
-    lx = np.log10(points["x"].to_numpy(dtype=np.float64))
+    lx = xvariables.x_values(points["x"], spec.get("x_scale", LOG10) == LOG10)
     y = points["y"].to_numpy(dtype=np.float64)
     point_groups = np.zeros(len(points)) if groups is None else np.asarray(groups)
     slope, intercept, r2 = _pooled_fit(lx, y, point_groups)
@@ -751,13 +756,20 @@ def sample_sizes(rows: pd.DataFrame | None, subjects: Sequence) -> dict:
     return out
 
 
-def _spec(dataset: str, fit: str, group: str, x_variable: str, y_variable: str) -> dict:
+LOG10 = "log10"
+LINEAR = "linear"
+
+
+def _spec(
+    dataset: str, fit: str, group: str, x_variable: str, y_variable: str, log: bool = True
+) -> dict:
     return {
         "dataset": dataset,
         "fit": fit,
         "group": group,
         "x_variable": x_variable,
         "y_variable": y_variable,
+        "x_scale": LOG10 if log else LINEAR,
     }
 
 
@@ -775,10 +787,33 @@ def _params_fit(dataset, group, modality, rows, metric, boot) -> dict:
     return {**_fit_row(spec, pts, paths, sub_y, "mean_r", boot, rows=rows), "modality": modality}
 
 
-def _dataset_fits(best: pd.DataFrame, dataset: str, boots: dict) -> list[dict]:
-    """The params, data and asymmetry fits of one dataset's best-layer rows.
+def _metadata_fit(dataset, rows, y, y_variable, kind, boot, x_variable: dict) -> dict:
+    """Brain score (or asymmetry) against a model-metadata x (``fit=<key>``), as the params
+    fit: ``y`` is the score rows' y, ``kind`` ``mean_r`` or ``asymmetry`` (the bootstrap's).
+
+    Models without the key (NaN ``meta_<key>``) are left out and named in ``note``.
+    """
+    x_col = xvariables.meta_column(x_variable["name"])
+    x = rows[x_col] if x_col in rows.columns else pd.Series(np.nan, index=rows.index)
+    rows = rows.assign(**{x_col: x, "_y": y})
+    missing = sorted(rows.loc[rows[x_col].isna(), "model"].unique())
+    rows = rows[rows[x_col].notna()]
+    spec = _spec(dataset, x_variable["name"], TRAINED, x_col, y_variable, x_variable["log"])
+    pts, paths, sub_y = _collect_points(rows, ["model"], x_col, rows["_y"], x_variable["log"])
+    fit = _fit_row(spec, pts, paths, sub_y, kind, boot, rows=rows)
+    if missing:
+        left_out = f"left out (no metadata '{x_variable['name']}'): {', '.join(missing)}"
+        fit["note"] = "; ".join(n for n in (fit["note"], left_out) if n)
+    return {**fit, "modality": ALL_MODALITIES}
+
+
+def _dataset_fits(
+    best: pd.DataFrame, dataset: str, boots: dict, x_variables: Sequence[dict] = ()
+) -> list[dict]:
+    """The params, metadata, data and asymmetry fits of one dataset's best-layer rows.
 
     ``boots`` maps each metric to its (n_boot, seed, voxel cache); ``r`` comes first.
+    ``x_variables`` are the parsed metadata x-axes (:func:`lmbrain.xvariables.parse_x_variables`).
     """
     trained = best[~best["untrained"]]
     top = at_largest_fraction(best)
@@ -790,6 +825,10 @@ def _dataset_fits(best: pd.DataFrame, dataset: str, boots: dict) -> list[dict]:
         if column not in best.columns:
             continue
         rows.append(_params_fit(dataset, TRAINED, ALL_MODALITIES, top, metric, boot))
+        for x_variable in x_variables:
+            if x_variable["name"] != xvariables.PARAMS:
+                fit = _metadata_fit(dataset, top, top[column], column, "mean_r", boot, x_variable)
+                rows.append(fit)
         spec = _spec(dataset, "data", TRAINED, "n_train_trs", column)
         keys = ["model", "train_fraction"]
         pts, paths, sub_y = _collect_points(trained, keys, "n_train_trs", trained[column])
@@ -821,6 +860,11 @@ def _dataset_fits(best: pd.DataFrame, dataset: str, boots: dict) -> list[dict]:
         pts, paths, sub_y = _collect_points(top, ["model"], "n_params", top[left] - top[right])
         fit = _fit_row(spec, pts, paths, sub_y, "asymmetry", boots[metric], rows=top)
         rows.append({**fit, "modality": ALL_MODALITIES})
+        for x_variable in x_variables:  # the lateralisation against metadata too
+            if x_variable["name"] != xvariables.PARAMS:
+                asym = top[left] - top[right]
+                args = (y_variable, "asymmetry", boots[metric], x_variable)
+                rows.append(_metadata_fit(dataset, top, asym, *args))
     return rows
 
 
@@ -831,6 +875,7 @@ def scaling_fits(
     seed: int = 0,
     metrics: Sequence[str] = ("r",),
     reliable_fraction: float = 0.25,
+    x_variables: Sequence = ("params",),
 ) -> pd.DataFrame:
     """Log-linear scaling fits of brain score against model size and training data.
 
@@ -854,6 +899,10 @@ def scaling_fits(
         (``mean_signed_r2`` ...); a metric whose column the score table lacks is skipped.
     reliable_fraction : float, default 0.25
         ``scoring.reliable_fraction``, for the ``reliable`` metric's voxel bootstrap.
+    x_variables : sequence, default ("params",)
+        ``aggregate.x_variables`` (:func:`lmbrain.xvariables.parse_x_variables`): each
+        metadata key adds, per metric, a ``fit=<key>`` row fitted like the params fit
+        against the score column ``meta_<key>`` (:func:`lmbrain.xvariables.add_metadata_columns`).
 
     Returns
     -------
@@ -872,12 +921,17 @@ def scaling_fits(
         - ``fit="asymmetry"``, ``group="trained"``: ``mean_r_left - mean_r_right`` as in
           the params fit (``y_variable="mean_r_left_minus_right"``); with the ``reliable``
           metric also on the reliable voxels (``mean_r_reliable_left_minus_right``).
+        - ``fit=<metadata key>``, ``group="trained"`` (``aggregate.x_variables``): the
+          params fit and the asymmetry fit (``y_variable`` says which) against
+          ``x_variable="meta_<key>"``, log10 or linear (``x_scale``); trained models
+          without the key are left out and named in ``note``.
         - ``fit="params"``, ``group="modality:<text|audio>"`` (only when both modalities
           are present: Antonello et al. 2023 fit text and speech models separately) and
           ``group="family:<family>"`` (families with two or more trained models).
 
         ``modality`` is ``all`` for pooled fits, else the modality (or modalities) of the
         fit's models (the feature files' ``modality``; ``text`` for older score rows).
+        ``x_scale`` is ``log10`` (y = a + b log10(x)) or ``linear`` (y = a + b x).
 
         A fit with fewer than two distinct x values has NaN slope, intercept, CI and r2,
         its ``n_points`` (points with finite x > 0 and y) and ``n_boot`` = 0.
@@ -909,10 +963,11 @@ def scaling_fits(
         )
     order = ["r", *[m for m in dict.fromkeys(metrics) if m != "r"]]
     boots = {m: (int(n_boot), int(seed), _VoxelCache(loader, m, reliable_fraction)) for m in order}
+    xvars = xvariables.parse_x_variables(x_variables)
     best = best_layers(scores)
     rows = []
     for dataset in sorted(best["dataset"].unique()):
-        rows.extend(_dataset_fits(best[best["dataset"] == dataset], dataset, boots))
+        rows.extend(_dataset_fits(best[best["dataset"] == dataset], dataset, boots, xvars))
     table = pd.DataFrame(rows, columns=list(FIT_COLUMNS))
     ints = ("n_points", "n_boot", "n_subjects", "n_voxels", "n_train_stories", "n_test_stories")
     return table.astype(dict.fromkeys(ints, "int64"))

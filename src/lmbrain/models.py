@@ -82,6 +82,8 @@ def model_id(entry: Mapping) -> str:
     str
         ``entry["name"]`` when given (sanitized); otherwise the ``model`` string with ``/``
         replaced by ``--`` and every character outside ``[A-Za-z0-9._-]`` by ``_``, plus
+        ``-rev-<revision>`` for a pinned hub ``revision`` (so the checkpoints of one model,
+        e.g. Pythia's ``step1000``, ``step143000``, get distinct ids without names) and
         ``-untrained-s<seed>`` for an untrained twin. A baseline entry (``baseline:``, see
         :mod:`lmbrain.baselines`) is named by its ``name`` alone.
     """
@@ -91,6 +93,8 @@ def model_id(entry: Mapping) -> str:
     if entry.get("name"):
         return sanitize(entry["name"])
     mid = sanitize(entry["model"])
+    if entry.get("revision") is not None:
+        mid += f"-rev-{sanitize(str(entry['revision']))}"
     if entry.get("untrained"):
         mid += f"-untrained-s{int(entry.get('seed') or 0)}"
     return mid

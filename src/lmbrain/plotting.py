@@ -736,3 +736,60 @@ def plot_alignment(
         ax.set_title(f"{dataset}: alignment ({kind})")
         _legend(ax, title=None)
     _save(fig, path)
+
+
+# --------------------------------------------------------------------------- asymmetry by depth
+
+
+def plot_asymmetry_depth(scores: pd.DataFrame, path: str | Path) -> None:
+    """Left - right brain score against relative layer depth, one line per model.
+
+    Parameters
+    ----------
+    scores : pandas.DataFrame
+        Score rows; the largest train fraction of each dataset is used.
+    path : str or Path
+        Output PNG.
+
+    Notes
+    -----
+    x = layer / n_layers (0 = embeddings), y = mean over subjects of ``mean_r_left -
+    mean_r_right`` with a SEM band, a dashed zero line; untrained models dashed grey,
+    baselines (no layers) left out. Bonnasse-Gahot & Pallier (2024) show how the
+    lateralisation develops across the layers of each model.
+    """
+    _save(
+        _per_dataset(scores, partial(_draw_asym_depth_panel, scores=scores), WIDE_PANEL_SIZE),
+        path,
+    )
+
+
+def _draw_asym_depth_panel(ax: Axes, dataset, scores: pd.DataFrame) -> None:
+    ax.set_xlabel("Relative depth (layer / n_layers)")
+    ax.set_ylabel("Left - right mean test r")
+    ax.set_xlim(0, 1)
+    ax.axhline(0.0, ls="--", c="0.4", lw=1, zorder=0.5)
+    rows = at_largest_fraction(scores[scores["dataset"] == dataset])
+    rows = rows[~is_baseline_row(rows)].assign(asym=rows["mean_r_left"] - rows["mean_r_right"])
+    colors = _model_colors(rows["model"])
+    drawn = 0
+    for model, sub in rows.groupby("model", sort=True):
+        pts = _mean_sem(sub, "layer", ["depth", "asym"])
+        pts = pts[np.isfinite(pts["asym"]) & np.isfinite(pts["depth"])]
+        if pts.empty:
+            continue
+        untrained = bool(sub["untrained"].iloc[0])
+        color = UNTRAINED_COLOR if untrained else colors[model]
+        style = "--" if untrained else "-"
+        ax.plot(pts["depth"], pts["asym"], style, marker=".", color=color, label=model)
+        band = np.nan_to_num(pts["asym_sem"].to_numpy(dtype=float))
+        ax.fill_between(
+            pts["depth"], pts["asym"] - band, pts["asym"] + band, color=color, alpha=0.2, lw=0
+        )
+        drawn += 1
+    if drawn == 0:
+        _note(ax, "no hemisphere scores")
+    fraction = rows["train_fraction"].max() if len(rows) else float("nan")
+    title = f"{dataset}: left - right by layer (train fraction {fraction:g})"
+    ax.set_title(title + _subject_note(rows, "SEM band"), fontsize=10)
+    _legend(ax, title=None, outside=True)
