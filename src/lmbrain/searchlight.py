@@ -15,8 +15,8 @@ images, where this module uses one RDM over the given stimuli (the test images).
 
 Efficiency: neighbourhoods come from a KD-tree over the voxels' world coordinates
 (:class:`scipy.spatial.cKDTree`), queried for a chunk of centres at a time; the sphere RDMs of
-a chunk are computed together as one batched matrix product of zero-padded, row-centred and
-normalised patterns (padding after centring adds nothing to the products), and compared with
+a chunk are gathered together as zero-padded, centred patterns, one BLAS product per sphere
+centred patterns (padding after centring adds nothing to the products), and compared with
 every model RDM at once.
 """
 
@@ -89,23 +89,24 @@ def iter_spheres(
         yield index, [np.sort(np.asarray(f, dtype=np.int64)) for f in found]
 
 
-def _normalised_rows(patterns: np.ndarray, members: Sequence[np.ndarray]) -> np.ndarray:
-    """(n_spheres, n_stimuli, k_max): each sphere's patterns row-centred, unit norm, 0-padded."""
+def _centred_columns(voxel_major: np.ndarray, members: Sequence[np.ndarray]) -> np.ndarray:
+    """(n_spheres, k_max, n_stimuli): each sphere's voxels, centred over the sphere, 0-padded.
+
+    ``voxel_major`` is the patterns transposed (n_voxels, n_stimuli), so one gather gives
+    contiguous blocks. Each stimulus' pattern is centred over the sphere's voxels; padding
+    rows are zero after centring, so they add nothing to the products.
+    """
     k_max = max(len(m) for m in members)
     index = np.zeros((len(members), k_max), dtype=np.int64)
-    valid = np.zeros((len(members), k_max), dtype=bool)
+    valid = np.zeros((len(members), k_max, 1), dtype=voxel_major.dtype)
     for b, m in enumerate(members):
         index[b, : len(m)] = m
-        valid[b, : len(m)] = True
-    x = patterns[:, index].transpose(1, 0, 2)  # (spheres, stimuli, k_max)
-    v = valid[:, None, :]
-    counts = valid.sum(axis=1)[:, None, None]
-    x = np.where(v, x, 0.0)
-    x = np.where(v, x - x.sum(axis=2, keepdims=True) / counts, 0.0)
-    norm = np.sqrt((x**2).sum(axis=2, keepdims=True))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        x = x / norm
-    return x
+        valid[b, : len(m)] = 1
+    y = voxel_major[index] * valid
+    counts = valid.sum(axis=1, keepdims=True)
+    y -= y.sum(axis=1, keepdims=True) / counts
+    y *= valid
+    return y
 
 
 def sphere_rdms(patterns: np.ndarray, members: Sequence[np.ndarray]) -> np.ndarray:
@@ -123,10 +124,22 @@ def sphere_rdms(patterns: np.ndarray, members: Sequence[np.ndarray]) -> np.ndarr
         Row ``b`` equals ``lmbrain.rsa.rdm(patterns[:, members[b]])`` (NaN for pairs with a
         constant row).
     """
-    x = _normalised_rows(np.asarray(patterns, dtype=np.float32), members)
-    corr = np.clip(np.matmul(x, x.transpose(0, 2, 1)), -1.0, 1.0)
-    i, j = np.triu_indices(x.shape[1], k=1)
-    return 1.0 - corr[:, i, j]
+    voxel_major = np.ascontiguousarray(np.asarray(patterns, dtype=np.float32).T)
+    return _sphere_rdms(voxel_major, members)
+
+
+def _sphere_rdms(voxel_major: np.ndarray, members: Sequence[np.ndarray]) -> np.ndarray:
+    y = _centred_columns(voxel_major, members)
+    n = y.shape[2]
+    i, j = np.triu_indices(n, k=1)
+    out = np.empty((len(members), len(i)), dtype=np.float32)
+    for b in range(len(members)):  # one BLAS product per sphere (a batched matmul is slower)
+        gram = y[b].T @ y[b]
+        norm = np.sqrt(np.diag(gram))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = gram[i, j] / (norm[i] * norm[j])
+        out[b] = 1.0 - np.clip(corr, -1.0, 1.0)
+    return out
 
 
 def _standardise(rows: np.ndarray) -> np.ndarray:
@@ -209,6 +222,7 @@ def searchlight_rsa(
     if models.shape[1] != n_pairs:
         raise ValueError(f"model RDMs have {models.shape[1]} pairs, patterns {n_pairs}")
     usable = np.flatnonzero(np.isfinite(patterns).all(axis=0))
+    voxel_major = np.ascontiguousarray(patterns.T, dtype=np.float32)
     need = 1
     if min_fraction > 0:
         if affine is None:
@@ -224,7 +238,7 @@ def searchlight_rsa(
         keep = [b for b, m in enumerate(members) if len(m) >= max(need, 2)]
         if not keep:
             continue
-        rdms = sphere_rdms(patterns, [members[b] for b in keep])
+        rdms = _sphere_rdms(voxel_major, [members[b] for b in keep])
         rho = compare_rdms(rdms, models, comparison)
         for k, name in enumerate(names):
             out[name][centres[keep]] = rho[:, k]
