@@ -5,7 +5,7 @@ of radius ``radius_mm`` around it (world distance, from the mask's affine) give 
 stimuli (correlation distance, :func:`lmbrain.rsa.rdm`), which is correlated with each model
 RDM. The map of these correlations says where the model's representational geometry is found.
 
-Doerig et al. (2025, Methods, "Searchlight RSA"; authors' code github.com/adriendoerig/
+Doerig et al. (2025, Fig. 1b and Methods, searchlight RSA; authors' code github.com/adriendoerig/
 visuo_llm, ``src/nsd_visuo_semantics/searchlight_analyses/``): spheres of radius 6 voxels in
 NSD's 1.8 mm space (voxels at a distance ``< 6`` voxels, i.e. ``<= sqrt(35) * 1.8 = 10.65`` mm),
 centres whose sphere has at least half of its grid voxels in the mask (``thr=.5``),
