@@ -15,9 +15,10 @@ images, where this module uses one RDM over the given stimuli (the test images).
 
 Efficiency: neighbourhoods come from a KD-tree over the voxels' world coordinates
 (:class:`scipy.spatial.cKDTree`), queried for a chunk of centres at a time; the sphere RDMs of
-a chunk are gathered together as zero-padded, centred patterns, one BLAS product per sphere
-centred patterns (padding after centring adds nothing to the products), and compared with
-every model RDM at once.
+a chunk are gathered at once from the voxel-major patterns as zero-padded, centred blocks
+(padding after centring adds nothing to the products), each sphere's Gram matrix is one BLAS
+product, and every model RDM is compared in one matrix product. BENCHMARKS.md, *Searchlight
+RSA*: about 1 ms per centre for 100 stimuli and 895-voxel spheres on one core.
 """
 
 from __future__ import annotations
