@@ -248,6 +248,7 @@ rule trial_searchlight:
         format=lambda wc: DATASETS[wc.dataset]["format"],
         models=lambda wc: rsa_models(wc.dataset),
         settings=lambda wc: DATASETS[wc.dataset]["trials"]["searchlight"],
+        seed=CFG["seed"],
     script:
         "../scripts/trial_searchlight.py"
 

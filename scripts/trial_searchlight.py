@@ -21,6 +21,7 @@ values, geometry = dataset_searchlight(
     models,
     params.settings,
     responses=load_subject_responses(snakemake.input.responses),
+    seed=params.seed,
 )
 prefix = snakemake.output.image.removesuffix(".nii.gz")
 paths = write_volume_map(values, geometry, prefix, subject=subject, settings=params.settings)

@@ -153,3 +153,48 @@ def test_nsd_subject_map_written_and_drawn(tmp_path):
     np.testing.assert_allclose(affine, geometry.affine)
     plot_brain_map("volume", paths, "subj01", tmp_path / "sl.png", "random_layer-0")
     assert (tmp_path / "sl.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_stimulus_samples_are_disjoint_and_seeded():
+    sets = sl.stimulus_samples(103, 10, None, seed=4)
+    assert len(sets) == 10 and all(len(s) == 10 for s in sets)
+    assert len(np.unique(np.concatenate(sets))) == 100  # disjoint
+    again = sl.stimulus_samples(103, 10, 3, seed=4)
+    assert all(np.array_equal(a, b) for a, b in zip(again, sets[:3], strict=False))
+    assert not np.array_equal(sl.stimulus_samples(103, 10, 1, seed=5)[0], sets[0])
+    np.testing.assert_array_equal(sl.stimulus_samples(7, None, None, 0)[0], np.arange(7))
+    with pytest.raises(ValueError, match="disjoint"):
+        sl.stimulus_samples(20, 10, 3, 0)
+
+
+def test_nsd_sampled_map_is_the_mean_of_the_sets(tmp_path):
+    """stimuli: all, sample_size: the map is the mean of one searchlight per image set."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_nsd_dataset import make_nsd
+
+    from lmbrain.datasets import open_dataset
+    from lmbrain.sentence_features import random_features, write_stimulus_features
+    from lmbrain.trial_encoding import stimulus_means, subject_responses
+
+    root, *_ = make_nsd(tmp_path / "nsd")
+    ds = open_dataset(root, "nsd")
+    path = tmp_path / "random.h5"
+    feats = random_features(ds.stimuli, 5, 0)
+    write_stimulus_features(path, ds.stimuli, {0: feats}, {"n_layers": 1})
+    models = {"random": {"path": str(path), "layers": [0]}}
+    settings = {"radius_mm": 4.0, "stimuli": "all", "sample_size": 8, "n_samples": 2}
+    got, geometry = sl.dataset_searchlight(ds, "subj01", models, settings, seed=1)
+    data = subject_responses(ds, "subj01")
+    ids, means, _ = stimulus_means(data["responses"], data["stimulus"])
+    row = {s: i for i, s in enumerate(ds.stimuli)}
+    f = feats[[row[s] for s in ids]]
+    want = []
+    for sample in sl.stimulus_samples(len(ids), 8, 2, seed=1):
+        model = {"m": rdm(f[sample])}
+        want.append(
+            sl.searchlight_rsa(means[sample], geometry.world_coordinates(), model, 4.0)["m"]
+        )
+    np.testing.assert_allclose(got["random_layer-0"], np.nanmean(want, axis=0), atol=1e-6)

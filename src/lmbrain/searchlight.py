@@ -23,6 +23,7 @@ RSA*: about 1 ms per centre for 100 stimuli and 895-voxel spheres on one core.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -265,12 +266,44 @@ def main_measure(models: Mapping[str, Mapping]) -> str:
     return measure_name(mid, max(spec["layers"]))
 
 
+def stimulus_samples(
+    n_stimuli: int, sample_size: int | None, n_samples: int | None, seed: int
+) -> list[np.ndarray]:
+    """Disjoint random sets of stimuli, each RDM of a searchlight computed on one set.
+
+    Parameters
+    ----------
+    n_stimuli : int
+    sample_size : int or None
+        Stimuli per set; None: one set of every stimulus (in order).
+    n_samples : int or None
+        Number of sets (at most ``n_stimuli // sample_size``; None: that many).
+    seed : int
+        ``default_rng(seed).permutation(n_stimuli)`` is cut into consecutive sets.
+
+    Returns
+    -------
+    list of sorted int arrays
+    """
+    if sample_size is None:
+        return [np.arange(n_stimuli)]
+    most = n_stimuli // int(sample_size)
+    if most < 1:
+        raise ValueError(f"sample_size {sample_size} exceeds the {n_stimuli} stimuli")
+    count = most if n_samples is None else int(n_samples)
+    if count > most:
+        raise ValueError(f"{count} disjoint sets of {sample_size} need more than {n_stimuli}")
+    order = np.random.default_rng(int(seed)).permutation(n_stimuli)
+    return [np.sort(order[k * sample_size : (k + 1) * sample_size]) for k in range(count)]
+
+
 def dataset_searchlight(
     dataset,
     subject: str,
     models: Mapping[str, Mapping],
     settings: Mapping,
     responses: Mapping | None = None,
+    seed: int = 0,
 ) -> tuple[dict[str, np.ndarray], object]:
     """Searchlight maps of one subject of a trial dataset, for every (model, layer).
 
@@ -281,14 +314,19 @@ def dataset_searchlight(
     models : mapping model id -> {"path", "layers", ...}
         Stimulus feature files, as for :func:`lmbrain.rsa.dataset_rsa`.
     settings : mapping
-        ``radius_mm``, ``min_fraction``, ``comparison`` (``trials.searchlight``).
+        ``trials.searchlight``: ``radius_mm``, ``min_fraction``, ``comparison``, ``stimuli``
+        (``test``: the test images; ``all``: every image the subject saw at least
+        ``min_repeats`` times), ``sample_size`` and ``n_samples`` (maps of disjoint random
+        sets of images, averaged; :func:`stimulus_samples`).
     responses : mapping, optional
         The subject's preprocessed responses (:func:`lmbrain.trial_encoding.subject_responses`).
+    seed : int
+        Seed of the image sets.
 
     Returns
     -------
     values : dict
-        ``{measure_name(model, layer): (n_voxels,)}`` and ``n_voxels``.
+        ``{measure_name(model, layer): (n_voxels,)}`` (mean over the sets) and ``n_voxels``.
     geometry : VolumeGeometry
 
     Raises
@@ -309,19 +347,34 @@ def dataset_searchlight(
             f"searchlight RSA needs volume data; subject {subject} has no voxel mask and affine",
         )
     data = responses or subject_responses(dataset, subject)
-    _, means, _ = stimulus_means(data["responses"], data["stimulus"], dataset.test_stimuli)
-    model_rdms = {}
+    if settings.get("stimuli", "test") == "test":
+        ids, means, _ = stimulus_means(data["responses"], data["stimulus"], dataset.test_stimuli)
+    else:
+        ids, means, counts = stimulus_means(data["responses"], data["stimulus"])
+        keep = counts >= int(settings.get("min_repeats", 1))
+        ids, means = [s for s, k in zip(ids, keep, strict=True) if k], means[keep]
+    features = {}
     for mid, spec in models.items():
         for layer in spec["layers"]:
-            _, feats = read_stimulus_features(spec["path"], layer, dataset.test_stimuli)
-            model_rdms[measure_name(mid, layer)] = rdm(feats)
-    values = searchlight_rsa(
-        means,
-        geometry.world_coordinates(),
-        model_rdms,
-        float(settings["radius_mm"]),
-        comparison=settings.get("comparison", "pearson"),
-        min_fraction=float(settings.get("min_fraction", 0.0)),
-        affine=geometry.affine,
+            features[measure_name(mid, layer)] = read_stimulus_features(spec["path"], layer, ids)[1]
+    samples = stimulus_samples(
+        len(ids), settings.get("sample_size"), settings.get("n_samples"), seed
     )
+    coords = geometry.world_coordinates()
+    maps = []
+    for sample in samples:
+        maps.append(
+            searchlight_rsa(
+                means[sample],
+                coords,
+                {name: rdm(f[sample]) for name, f in features.items()},
+                float(settings["radius_mm"]),
+                comparison=settings.get("comparison", "pearson"),
+                min_fraction=float(settings.get("min_fraction", 0.0)),
+                affine=geometry.affine,
+            )
+        )
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN voxels stay NaN
+        values = {k: np.nanmean([m[k] for m in maps], axis=0).astype(np.float32) for k in maps[0]}
     return values, geometry
