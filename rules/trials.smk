@@ -76,6 +76,7 @@ rule baseline_features:
         "../envs/extract.yaml"
     params:
         spec=lambda wc: BASELINES[wc.dataset][wc.model],
+        pooling=lambda wc: DATASETS[wc.dataset]["trials"]["pooling"],
         root=dataset_root,
         format=lambda wc: DATASETS[wc.dataset]["format"],
         cache=CACHE,
@@ -214,6 +215,42 @@ rule trial_rsa:
         seed=CFG["seed"],
     script:
         "../scripts/trial_rsa.py"
+
+
+rule trial_searchlight:
+    input:
+        data=dataset_inputs,
+        responses=f"{RESULTS}/{{dataset}}/responses/{{subject}}.npz",
+        features=lambda wc: [
+            f"{RESULTS}/{wc.dataset}/features/{mid}.h5"
+            for mid in rsa_models(wc.dataset)
+        ],
+    output:
+        image=f"{RESULTS}/{{dataset}}/searchlight/{{subject}}.nii.gz",
+        sidecar=f"{RESULTS}/{{dataset}}/searchlight/{{subject}}.json",
+        plot=report(
+            f"{RESULTS}/{{dataset}}/plots/searchlight_{{subject}}.png",
+            caption="../report/searchlight.rst",
+            category="Figures",
+            subcategory="{dataset}",
+        ),
+    log:
+        f"{RESULTS}/{{dataset}}/logs/searchlight_{{subject}}.log",
+    benchmark:
+        f"{RESULTS}/{{dataset}}/benchmarks/searchlight_{{subject}}.tsv"
+    wildcard_constraints:
+        dataset=TRIAL_RE,
+    conda:
+        "../envs/fit.yaml"
+    threads: 1
+    params:
+        root=dataset_root,
+        format=lambda wc: DATASETS[wc.dataset]["format"],
+        models=lambda wc: rsa_models(wc.dataset),
+        settings=lambda wc: DATASETS[wc.dataset]["trials"]["searchlight"],
+        seed=CFG["seed"],
+    script:
+        "../scripts/trial_searchlight.py"
 
 
 ruleorder: simulate_trial_dataset > simulate_dataset

@@ -59,11 +59,17 @@ def rsa_models(dataset):
 
 
 def trial_outputs():
-    """Extra targets of trial datasets: the RSA table and plot, the baseline scores."""
+    """Extra targets of trial datasets: RSA table and plot, baseline scores, searchlight maps."""
     out = []
     for name in TRIAL_DATASETS:
         base = f"{RESULTS}/{name}"
         out += [f"{base}/summary/rsa.tsv", f"{base}/plots/rsa.png"]
         if BASELINES[name]:
             out.append(f"{base}/summary/baseline_scores.tsv")
+        if DATASETS[name]["trials"]["searchlight"]["enabled"]:
+            for subject in SUBJECTS[name]:
+                out += [
+                    f"{base}/searchlight/{subject}.nii.gz",
+                    f"{base}/plots/searchlight_{subject}.png",
+                ]
     return out

@@ -56,6 +56,22 @@ NOT_ON_PATH = {
     ("plot_brain_map.py", "torch"): "lmbrain.config: only fraction_label is used",
     ("plot_brain_map.py", "tqdm"): "lmbrain.config: only fraction_label is used",
     ("plot_brain_map.py", "accelerate"): "lmbrain.config: only fraction_label is used",
+    # nltk: the optional POS tagger of the nouns/verbs controls, reached only by
+    # lmbrain.sentence_features.nltk_tagged_captions when a control has no `pos:` file; it
+    # stops with an error naming nltk and its tagger data, which no env can ship (the data
+    # is a separate download). The other scripts never call it.
+    ("baseline_features.py", "nltk"): "optional tagger; user-installed with its data",
+    **{
+        (script, "nltk"): "lmbrain.sentence_features: no nouns/verbs control is built here"
+        for script in (
+            "extract_caption_features.py",
+            "fit_trial_model.py",
+            "trial_noise_ceiling.py",
+            "trial_responses.py",
+            "trial_rsa.py",
+            "trial_searchlight.py",
+        )
+    },
 }
 
 

@@ -122,3 +122,6 @@ def test_doerig(tmp_path, tiny):
     # subj01 and subj02 (the fixture's subjects) x (MPNet's last layer + the baselines)
     assert counts["fit_trial_model"] == 2 * (len(lms) + n_baselines)
     assert counts["trial_rsa"] == 1 and counts["trial_noise_ceiling"] == 2
+    assert counts["trial_searchlight"] == 2  # one map per subject, every feature space in it
+    kinds = {b["kind"] for b in config["datasets"]["nsd"]["trials"]["baselines"]}
+    assert {"nouns", "verbs", "scrambled"} <= kinds

@@ -74,6 +74,8 @@ def trial_config(model: Path, glove: Path) -> dict:
                     "baselines": [
                         {"name": "planted", "kind": "bow", "glove": str(glove)},
                         {"name": "category", "kind": "category"},
+                        # Doerig et al.'s word-order control, embedded by the same model
+                        {"name": "scrambled", "kind": "scrambled", "model": str(model)},
                     ],
                 },
             }
@@ -115,7 +117,8 @@ def test_outputs_and_score_table(trial_run):
     for name in ["scaling_models", "scaling_data", "layers", "asymmetry", "rsa"]:
         assert (out / "plots" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     base = pd.read_csv(out / "summary" / "baseline_scores.tsv", sep="\t")
-    assert sorted(base["model"].unique()) == ["category", "planted"]
+    assert sorted(base["model"].unique()) == ["category", "planted", "scrambled"]
+    assert base["mean_r"].notna().all()
 
 
 def test_planted_voxels_recovered(trial_run):
@@ -143,7 +146,8 @@ def test_rsa_of_planted_roi_is_significant(trial_run):
     assert planted["n_stimuli"].eq(12).all()
     visual = rsa[rsa.roi == "visual"]
     assert (visual.noise_ceiling_upper >= visual.noise_ceiling_lower).all()
-    assert set(rsa["model"]) == {"tiny-gpt2", "planted", "category"}
+    assert set(rsa["model"]) == {"tiny-gpt2", "planted", "category", "scrambled"}
+    assert rsa.loc[rsa.model == "scrambled", "rho"].notna().all()
 
 
 def test_nothing_left_to_do(trial_run):

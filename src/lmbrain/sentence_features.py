@@ -359,6 +359,197 @@ def random_features(stimuli: Sequence[str], dim: int, seed: int) -> np.ndarray:
     return np.asarray(rows, dtype=np.float32).reshape(len(stimuli), dim)
 
 
+# --------------------------------------------------------------------------- controls
+#
+# Doerig et al. (2025, Methods, "Control analyses"; authors' code github.com/adriendoerig/
+# visuo_llm, src/nsd_visuo_semantics/get_embeddings/nsd_embeddings_utils.py and
+# get_nsd_{noun,verb}_embeddings_simple.py): captions are POS-tagged with NLTK's tagger
+# (Penn Treebank tags); nouns are the words tagged NN/NNS, verbs VB/VBD/VBG/VBN/VBP/VBZ.
+# Each noun (verb) is embedded on its own by the sentence model and an image's vector is the
+# mean over every noun (verb) of all its captions; an image with none gets the embedding of
+# "something" (nouns) or "is" (verbs). Scrambled captions are each caption's words in a random
+# order (unseeded ``random.shuffle`` there; seeded here), embedded like the full captions.
+
+CONTROL_KINDS = ("nouns", "verbs", "scrambled")
+POS_TAGS = {
+    "nouns": frozenset({"NN", "NNS"}),
+    "verbs": frozenset({"VB", "VBD", "VBG", "VBN", "VBP", "VBZ"}),
+}
+POS_FALLBACK = {"nouns": "something", "verbs": "is"}
+
+
+def read_tagged_captions(path: str | Path, stimuli: Sequence[str]) -> dict[str, list[tuple]]:
+    """POS-tagged captions from a TSV ``stimulus <TAB> tagged`` (header row required).
+
+    ``tagged`` is a caption as ``word/TAG`` tokens separated by spaces (Penn Treebank tags,
+    e.g. ``A/DT dog/NN runs/VBZ``); a stimulus may have several rows (one per caption).
+
+    Returns
+    -------
+    dict of str -> list of (word, tag)
+        Every tagged word of each stimulus' captions, in file order.
+
+    Raises
+    ------
+    InputError
+        Missing file or columns, a token without ``/TAG``, a stimulus of ``stimuli`` with no row.
+    """
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "tagged-captions file not found")
+    out: dict[str, list[tuple]] = {}
+    with open(path, encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+        if not {"stimulus", "tagged"} <= set(reader.fieldnames or []):
+            raise InputError(path, "needs the columns 'stimulus' and 'tagged'")
+        for n, row in enumerate(reader, start=2):
+            words = out.setdefault(str(row["stimulus"]), [])
+            for token in (row["tagged"] or "").split():
+                word, sep, tag = token.rpartition("/")
+                if not sep or not word or not tag:
+                    raise InputError(path, f"line {n}: token {token!r} is not word/TAG")
+                words.append((word, tag))
+    missing = [s for s in stimuli if s not in out]
+    if missing:
+        raise InputError(
+            path, f"no tagged caption for stimuli {missing[:5]} ({len(missing)} in all)"
+        )
+    return out
+
+
+def nltk_tagged_captions(
+    captions: Mapping[str, Sequence[str]], stimuli: Sequence[str]
+) -> dict[str, list[tuple]]:
+    """Tag :func:`caption_words` with NLTK's ``pos_tag`` (its tagger data must be installed).
+
+    lmbrain never downloads tagger data; without NLTK or its ``averaged_perceptron_tagger_eng``
+    data this raises ``ConfigError`` saying what is missing.
+    """
+    from lmbrain.errors import ConfigError
+
+    key = "datasets.<name>.trials.baselines.<i>.pos"
+    try:
+        import nltk
+    except ImportError:
+        raise ConfigError(
+            key,
+            "nouns/verbs controls need POS tags: give a tagged-captions file (pos:) or "
+            "install nltk and its tagger data (python -m nltk.downloader "
+            "averaged_perceptron_tagger_eng)",
+        ) from None
+    out = {}
+    try:
+        for stim in stimuli:
+            out[stim] = [wt for c in captions[stim] for wt in nltk.pos_tag(caption_words(c))]
+    except LookupError as exc:
+        raise ConfigError(
+            key,
+            "nltk is installed but its tagger data is not (lmbrain downloads nothing): run "
+            "python -m nltk.downloader averaged_perceptron_tagger_eng, or give a "
+            f"tagged-captions file (pos:). nltk said: {str(exc).strip().splitlines()[0]}",
+        ) from None
+    return out
+
+
+def pos_words(tagged: Sequence[tuple], kind: str) -> list[str]:
+    """Words of ``tagged`` (``(word, tag)`` pairs) whose tag is a noun or verb tag."""
+    tags = POS_TAGS[kind]
+    return [word for word, tag in tagged if tag in tags]
+
+
+def scramble_caption(caption: str, seed: int, stimulus: str, index: int) -> str:
+    """The caption's words (:func:`caption_words`) in a seeded random order, space-joined.
+
+    The permutation is drawn from ``default_rng([seed, crc32(stimulus), index])``, so a
+    caption is scrambled the same way whatever the other captions are.
+    """
+    words = caption_words(caption)
+    rng = np.random.default_rng([int(seed), zlib.crc32(str(stimulus).encode("utf-8")), int(index)])
+    return " ".join(words[k] for k in rng.permutation(len(words)))
+
+
+def scrambled_captions(
+    captions: Mapping[str, Sequence[str]], stimuli: Sequence[str], seed: int
+) -> dict[str, list[str]]:
+    """Every caption of ``stimuli`` word-scrambled by :func:`scramble_caption`."""
+    return {
+        s: [scramble_caption(c, seed, s, k) for k, c in enumerate(captions[s])] for s in stimuli
+    }
+
+
+def pos_features(
+    tagged: Mapping[str, Sequence[tuple]],
+    stimuli: Sequence[str],
+    kind: str,
+    embed: Callable[[list[str]], np.ndarray],
+) -> np.ndarray:
+    """Mean embedding of the nouns (or verbs) of each stimulus' captions.
+
+    Parameters
+    ----------
+    tagged : mapping stimulus -> list of (word, tag)
+    stimuli : sequence of str
+    kind : {"nouns", "verbs"}
+    embed : callable
+        ``list of texts -> (n_texts, dim)``; each word is embedded on its own.
+
+    Returns
+    -------
+    ndarray, shape (n_stimuli, dim), float32
+        A stimulus with no such word gets the embedding of :data:`POS_FALLBACK` [kind].
+    """
+    words = {s: pos_words(tagged[s], kind) for s in stimuli}
+    vocab = sorted({w for ws in words.values() for w in ws} | {POS_FALLBACK[kind]})
+    table = np.asarray(embed(vocab), dtype=np.float64)
+    row = {w: i for i, w in enumerate(vocab)}
+    out = np.stack(
+        [table[[row[w] for w in (words[s] or [POS_FALLBACK[kind]])]].mean(axis=0) for s in stimuli]
+    )
+    return out.astype(np.float32)
+
+
+def control_features(
+    dataset, spec: Mapping, cache_dir: str | Path, pooling: str = "auto"
+) -> np.ndarray:
+    """Features of a nouns / verbs / scrambled control: the spec's model, last hidden state.
+
+    Parameters
+    ----------
+    dataset : :class:`lmbrain.datasets.trials.TrialDataset`
+    spec : mapping
+        ``kind`` (nouns, verbs, scrambled), ``model``, optional ``pos`` (tagged-captions file,
+        :func:`read_tagged_captions`; else NLTK) and ``seed`` (scrambled).
+    cache_dir : str or Path
+    pooling : {"auto", "mean", "last"}
+
+    Returns
+    -------
+    ndarray, shape (n_stimuli, hidden), rows in ``dataset.stimuli`` order
+    """
+    from lmbrain.models import load_model, n_layers_from_config
+
+    kind = spec["kind"]
+    if kind in POS_TAGS:  # tags first: a missing tagger fails before the model loads
+        if spec.get("pos"):
+            tagged = read_tagged_captions(spec["pos"], dataset.stimuli)
+        else:
+            tagged = nltk_tagged_captions(dataset.captions, dataset.stimuli)
+    model, tokenizer, _ = load_model({"model": spec["model"]}, cache_dir)
+    last = n_layers_from_config(model.config.to_dict())
+    if last is None:
+        raise ValueError(f"cannot tell the number of layers of {spec['model']}")
+    if kind == "scrambled":
+        texts = scrambled_captions(dataset.captions, dataset.stimuli, int(spec.get("seed", 0)))
+        return stimulus_embeddings(model, tokenizer, texts, dataset.stimuli, [last], pooling)[last]
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return caption_embeddings(model, tokenizer, texts, [last], pooling)[last]
+
+    return pos_features(tagged, dataset.stimuli, kind, embed)
+
+
 # --------------------------------------------------------------------------- storage
 
 
@@ -445,9 +636,13 @@ def check_baselines(baselines: Sequence[Mapping], model_ids: Sequence[str], key:
         seen.add(spec["name"])
         if spec["kind"] == "bow" and ("model" in spec) == ("glove" in spec):
             raise ConfigError(f"{key}.{i}", "a bow baseline needs exactly one of model, glove")
+        if spec["kind"] in CONTROL_KINDS and "model" not in spec:
+            raise ConfigError(f"{key}.{i}", f"a {spec['kind']} control needs model")
 
 
-def baseline_features(dataset, spec: Mapping, cache_dir: str | Path) -> tuple[np.ndarray, dict]:
+def baseline_features(
+    dataset, spec: Mapping, cache_dir: str | Path, pooling: str = "auto"
+) -> tuple[np.ndarray, dict]:
     """Features of a baseline for every stimulus of a trial dataset, and its facts.
 
     Parameters
@@ -457,7 +652,9 @@ def baseline_features(dataset, spec: Mapping, cache_dir: str | Path) -> tuple[np
         A ``trials.baselines`` entry of the config (``name``, ``kind``, ``model`` / ``glove``,
         ``dim``, ``seed``).
     cache_dir : str or Path
-        Model cache (bow from a model's input embeddings).
+        Model cache (bow from a model's input embeddings, controls).
+    pooling : {"auto", "mean", "last"}
+        Token pooling of the nouns / verbs / scrambled controls (the dataset's).
 
     Returns
     -------
@@ -479,6 +676,8 @@ def baseline_features(dataset, spec: Mapping, cache_dir: str | Path) -> tuple[np
         feats = bow_features(
             dataset.captions, dataset.stimuli, read_glove(spec["glove"], vocab), True
         )
+    elif kind in CONTROL_KINDS:
+        feats = control_features(dataset, spec, cache_dir, pooling)
     elif kind == "bow":
         from lmbrain.models import load_model
 
