@@ -121,6 +121,8 @@ def test_map_figures_and_roi_summaries(maps_run):
             data = (maps_run / name / "plots" / png).read_bytes()
             assert data[:8] == PNG and len(data) > 10_000
     vol = pd.read_csv(maps_run / "vol/summary/scores_roi.tsv", sep="\t")
+    assert sorted(vol["model"].unique()) == ["tinier", "tiny"]
+    vol = vol[vol["model"] == "tiny"]
     assert sorted(vol["roi"].unique()) == ["A", "B"]
     fit = np.load(maps_run / "vol/fits/sub-01/tiny/layer-1_frac-1.npz")
     labels = nib.load(maps_run.parent / "atlas.nii.gz").get_fdata()[
@@ -133,7 +135,7 @@ def test_map_figures_and_roi_summaries(maps_run):
     assert a_right.n_voxels == 0  # A lies in the left blob only
     surf = pd.read_csv(maps_run / "surf/summary/scores_roi.tsv", sep="\t")
     assert set(surf["roi"]) == {"AC", "STS", "IFG", "AG"}
-    assert len(surf) == 4 * 3
+    assert len(surf) == 4 * 3 * 2  # ROIs x (L, R, both) x models
 
 
 def _brute_force_slope(results: Path, dataset: str):
