@@ -15,6 +15,12 @@ def _opened(name):
 
 
 @cache
+def _geometry(name, subject):
+    """A subject's geometry, read once per workflow start (map forms and the group mean)."""
+    return _opened(name).geometry(subject)
+
+
+@cache
 def map_kind(name, subject):
     """'volume', 'surface' or 'vector': the form of a subject's maps (see lmbrain.brainmaps)."""
     if "simulate" in DATASETS[name]:
@@ -30,7 +36,7 @@ def map_kind(name, subject):
     if not hasattr(dataset, "geometry"):
         return "vector"
     try:
-        return _kind_of_geometry(dataset.geometry(subject))
+        return _kind_of_geometry(_geometry(name, subject))
     except LmbrainError as exc:
         raise WorkflowError(f"dataset '{name}': {exc}") from None
 
@@ -179,8 +185,7 @@ def slope_group_kind(name):
     ):  # a public surface dataset is on one mesh; a volume is checked later
         return kind if kind == "surface" else None
     try:
-        dataset = _opened(name)
-        common = same_space([dataset.geometry(s) for s in subjects])
+        common = same_space([_geometry(name, s) for s in subjects])
     except LmbrainError as exc:
         raise WorkflowError(f"dataset '{name}': {exc}") from None
     return kind if common else None

@@ -226,7 +226,11 @@ AGGREGATES = {
     "plot_brain_map": 2,
     "baseline_gaps": 1,  # rules/extras.smk
     "scaling_extrapolation": 1,
+    "near_ceiling": 1,  # reads the score table (rules/maps.smk)
 }
+# a change of a trained model's fits reruns each subject's voxelwise slope map and figure, and
+# their mean (the simulated subjects share the demo mask); untrained models are not in them
+SLOPES = {"scaling_slope_map_volume": 2, "plot_slope_map": 2, "scaling_slope_group_volume": 1}
 # A fit job fits every train fraction of one (subject, model, layer) (rules/fit.smk): the text
 # models' jobs (subjects x models x layers) are `fit_encoding_model` (train_fractions 0.5 and
 # 1), the speech model's (its own [1.0], one layer) `fit_encoding_model_1`. A map job writes
@@ -290,29 +294,45 @@ RERUNS = {
         "summarize_banded": 1,
         **AGGREGATES,
         "plot_brain_map": 3,
+        # the new subject's slope map and figure, and the mean (the others' maps stay)
+        "scaling_slope_map_volume": 1,
+        "plot_slope_map": 1,
+        "scaling_slope_group_volume": 1,
     },
     # the new layer's jobs; each (subject, model) map job rewrites all its maps (the speech
     # model lists its own layer)
-    add_layer: {**refits(2 * 3 * 1, maps=2 * 3), **AGGREGATES},
+    add_layer: {**refits(2 * 3 * 1, maps=2 * 3), **AGGREGATES, **SLOPES},
     # a new fraction is a new output of every job of the models that fit it: their old
     # fractions are refitted too (the speech model lists its own fractions)
-    add_fraction: {**refits(N_FIT_JOBS, maps=2 * 3), **AGGREGATES},
-    change_alphas: {**refits(N_FIT_JOBS, maps=N_MAP_JOBS, speech=2), **BANDED, **AGGREGATES},
-    change_delays: {**refits(N_FIT_JOBS, maps=N_MAP_JOBS, speech=2), **BANDED, **AGGREGATES},
+    add_fraction: {**refits(N_FIT_JOBS, maps=2 * 3), **AGGREGATES, **SLOPES},
+    change_alphas: {
+        **refits(N_FIT_JOBS, maps=N_MAP_JOBS, speech=2),
+        **BANDED,
+        **AGGREGATES,
+        **SLOPES,
+    },
+    change_delays: {
+        **refits(N_FIT_JOBS, maps=N_MAP_JOBS, speech=2),
+        **BANDED,
+        **AGGREGATES,
+        **SLOPES,
+    },
     # a speech model's features do not depend on token settings
     change_context: {
         "extract_features": 3,
         **refits(N_FIT_JOBS, maps=2 * 3),
         **BANDED,
         **AGGREGATES,
+        **SLOPES,
     },
     change_model_context: {
         "extract_features": 1,
         **refits(2 * 1 * 2, maps=2),
         **BANDED,
         **AGGREGATES,
+        **SLOPES,
     },
-    rename_model: {**refits(2 * 1 * 2, maps=2), **BANDED, **AGGREGATES},
+    rename_model: {**refits(2 * 1 * 2, maps=2), **BANDED, **AGGREGATES, **SLOPES},
     # the recorded config shows execution settings; nothing else depends on them
     change_execution_settings: {"record_config": 1},
 }
