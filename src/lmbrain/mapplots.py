@@ -326,7 +326,7 @@ def plot_ceiling_scatter(panels: list[dict], out: str | Path) -> None:
         for k in (0.5, 0.8):
             ax.plot(line, k * line, color="k", lw=0.6, ls="--")
         ax.axhline(0.0, color="0.3", lw=0.6)
-        ax.set_xlim(0.0, top)
+        ax.set_xlim(-0.02 * top, top)  # voxels with cc_max = 0 stay visible
         ax.set_xlabel(measure_label("cc_max"))
         ax.set_ylabel(measure_label("r"))
         ax.legend(frameon=False, fontsize=7, loc="upper left")
