@@ -21,6 +21,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from lmbrain.brainmaps import read_volume_map
+from lmbrain.demo import demo_mask
 from lmbrain.features import read_feature_times
 from lmbrain.testing import job_counts, make_tiny_audio_model, make_tiny_model
 
@@ -155,6 +157,35 @@ def test_outputs_complete(workflow_run):
     assert row.mean_r == pytest.approx(np.nanmean(voxels["r"]), abs=1e-5)
     left = voxels["hemisphere"] == "L"
     assert row.mean_r_left == pytest.approx(np.nanmean(voxels["r"][left]), abs=1e-5)
+
+
+def test_slope_maps_fit_r_against_model_size_in_every_voxel(workflow_run):
+    workdir, _ = workflow_run
+    out = workdir / "results" / "tiny"
+    scores = pd.read_csv(out / "summary" / "scores.tsv", sep="\t")
+    top = scores[
+        (scores["train_fraction"] == 1.0) & ~scores["untrained"] & (scores["n_params"] > 0)
+    ]
+    mask, _ = demo_mask(8)
+    slopes = []
+    for subject in ["sub-01", "sub-02"]:
+        rows = top[top["subject"] == subject].sort_values(["model", "layer"])
+        # each trained model's layer by its cross-validated score (brute force: a plain max)
+        best = [g.loc[g["mean_cv_score"].idxmax()] for _, g in rows.groupby("model")]
+        assert {b["model"] for b in best} == {"tiny-gpt2", "tiny-llama", "tiny-hubert"}
+        lx = np.log10([b["n_params"] for b in best])
+        r = np.stack([np.load(workdir / b["fit_path"])["r"] for b in best])
+        expected = np.array([np.polyfit(lx, r[:, v], 1)[0] for v in range(r.shape[1])])
+        maps, _ = read_volume_map(out / "maps" / subject / "scaling-slope.nii.gz")
+        np.testing.assert_allclose(maps["slope"][mask], expected, rtol=1e-4, atol=1e-6)
+        assert (maps["n_models"][mask] == 3).all()
+        png = (out / "plots" / f"slope_map_{subject}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+        slopes.append(expected)
+    # the simulated subjects share the demo mask: their voxelwise mean is written
+    group, _ = read_volume_map(out / "maps" / "scaling-slope_mean.nii.gz")
+    np.testing.assert_allclose(group["slope"][mask], np.mean(slopes, axis=0), rtol=1e-4, atol=1e-6)
+    assert (group["n_subjects"][mask] == 2).all()
 
 
 def test_banded_outputs(workflow_run):
