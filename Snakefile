@@ -75,6 +75,11 @@ localrules:
     forecast_summary,
     summarize_banded,
     summarize_baselines,
+    best_layer_table,
+    near_ceiling,
+    plot_slope_map,
+    scaling_slope_group_volume,
+    scaling_slope_group_surface,
 
 
 rule all:

@@ -9,6 +9,13 @@ and a job per fit would double the DAG (Snakemake's per-job cost, BENCHMARKS.md)
 The ROI job also writes the scaling fits and the noise-ceiling extrapolation per ROI
 (`lmbrain.roi_scaling`): it already has the ROI rows they start from, and a job of its own
 would add a job per dataset for a few seconds of work.
+
+Voxelwise scaling (lmbrain.voxel_scaling): one job per subject fits r against log10(n_params)
+in every voxel over the trained, non-baseline models (it reads every such model's fits, so a
+new model reruns it) and writes `maps/<subject>/scaling-slope.*`; its form (volume, surface,
+vector) is decided per subject, hence one rule per form. Where subjects share a space, their
+mean is `maps/scaling-slope_mean.*`. Near-ceiling (lmbrain.near_ceiling): one job per dataset
+writes summary/near_ceiling.tsv and plots/ceiling_scatter.png from the score table.
 """
 
 
@@ -24,6 +31,8 @@ rule brain_maps:
         directory(f"{RESULTS}/{{dataset}}/maps/{{subject}}/{{model}}"),
     log:
         f"{RESULTS}/{{dataset}}/logs/maps/{{subject}}/{{model}}.log",
+    wildcard_constraints:
+        model=MAP_MODEL_RE,
     conda:
         "../envs/plot.yaml"
     params:
@@ -114,3 +123,104 @@ rule plot_rois:
         "../envs/plot.yaml"
     script:
         "../scripts/plot_rois.py"
+
+
+for _kind in ("volume", "surface", "vector"):
+
+    rule:
+        name:
+            f"scaling_slope_map_{_kind}"
+        input:
+            fits=slope_map_fits,
+            rows=slope_map_rows,
+            data=dataset_inputs,
+        output:
+            list(
+                map_paths(
+                    f"{RESULTS}/{{dataset}}/maps/{{subject}}/{SLOPE_MAP}", _kind
+                ).values()
+            ),
+        log:
+            f"{RESULTS}/{{dataset}}/logs/maps/{{subject}}/{SLOPE_MAP}.log",
+        conda:
+            "../envs/plot.yaml"
+        params:
+            root=dataset_root,
+            format=lambda wc: DATASETS[wc.dataset]["format"],
+            options=dataset_options,
+            kind=_kind,
+            prefix=lambda wc: slope_map_prefix(wc.dataset, wc.subject),
+        script:
+            "../scripts/scaling_slope_map.py"
+
+
+for _kind in ("volume", "surface"):
+
+    rule:
+        name:
+            f"scaling_slope_group_{_kind}"
+        input:
+            group_slope_inputs,
+        output:
+            list(
+                map_paths(
+                    f"{RESULTS}/{{dataset}}/maps/{SLOPE_MAP}_mean", _kind
+                ).values()
+            ),
+        log:
+            f"{RESULTS}/{{dataset}}/logs/maps/{SLOPE_MAP}_mean.log",
+        conda:
+            "../envs/plot.yaml"
+        params:
+            kind=_kind,
+            prefix=lambda wc: slope_group_prefix(wc.dataset),
+            subject_prefixes=lambda wc: [
+                slope_map_prefix(wc.dataset, s) for s in SUBJECTS[wc.dataset]
+            ],
+        script:
+            "../scripts/scaling_slope_group.py"
+
+
+rule plot_slope_map:
+    input:
+        slope_map_files,
+    output:
+        report(
+            f"{RESULTS}/{{dataset}}/plots/slope_map_{{subject}}.png",
+            caption="../report/slope_map.rst",
+            category="Figures",
+            subcategory="{dataset}",
+        ),
+    log:
+        f"{RESULTS}/{{dataset}}/logs/plot_slope_map_{{subject}}.log",
+    conda:
+        "../envs/plot.yaml"
+    params:
+        kind=lambda wc: map_kind(wc.dataset, wc.subject),
+        prefix=lambda wc: slope_map_prefix(wc.dataset, wc.subject),
+    script:
+        "../scripts/plot_slope_map.py"
+
+
+rule near_ceiling:
+    input:
+        scores=f"{RESULTS}/{{dataset}}/summary/scores.tsv",
+    output:
+        table=report(
+            f"{RESULTS}/{{dataset}}/summary/near_ceiling.tsv",
+            caption="../report/near_ceiling.rst",
+            category="Tables",
+            subcategory="{dataset}",
+        ),
+        plot=report(
+            f"{RESULTS}/{{dataset}}/plots/ceiling_scatter.png",
+            caption="../report/ceiling_scatter.rst",
+            category="Figures",
+            subcategory="{dataset}",
+        ),
+    log:
+        f"{RESULTS}/{{dataset}}/logs/near_ceiling.log",
+    conda:
+        "../envs/plot.yaml"
+    script:
+        "../scripts/near_ceiling.py"

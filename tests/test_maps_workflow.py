@@ -1,6 +1,8 @@
 """End to end: brain maps, map figures and ROI summaries from a small workflow run.
 
-One run, two one-subject datasets and one tiny model (one layer, one fraction):
+One run, two one-subject datasets and one tiny model (one layer, one fraction); one model size
+means no voxelwise slope map (the run says so; a dry run with a second model plans them, and
+tests/test_workflow.py checks their values on a three-model run):
 
 - ``vol``: the simulated demo dataset (volume mask written by the simulation), with an ROI
   atlas given in the config on the mask's grid;
@@ -23,9 +25,10 @@ import pytest
 import yaml
 
 from lmbrain.demo import demo_mask, make_demo_dataset
+from lmbrain.mapplots import best_fit
 from lmbrain.roi import ROI_RESAMPLING
 from lmbrain.roi_scaling import ROI_EXTRAPOLATION_COLUMNS, ROI_FIT_COLUMNS
-from lmbrain.testing import make_tiny_model
+from lmbrain.testing import job_counts, make_tiny_model
 
 pytestmark = pytest.mark.slow
 
@@ -65,6 +68,8 @@ def write_surface_dataset(folder: Path) -> Path:
 def maps_run(tmp_path_factory):
     work = tmp_path_factory.mktemp("maps")
     make_tiny_model(work / "gpt2", arch="gpt2", hidden_size=32, n_layers=2, seed=0)
+    # a second size, for the dry run only (building it takes a second; fitting it a minute)
+    make_tiny_model(work / "gpt2-small", arch="gpt2", hidden_size=16, n_layers=2, seed=1)
     config = {
         "datasets": {
             "vol": {"simulate": SIM, "roi_atlas": write_atlas(work)},
@@ -83,6 +88,7 @@ def maps_run(tmp_path_factory):
     cmd += ["--directory", str(work), "--configfile", str(work / "config.yaml")]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
+    (work / "run.log").write_text(res.stdout + res.stderr)
     return work / "results"
 
 
@@ -142,3 +148,48 @@ def test_map_figures_and_roi_summaries(maps_run):
     extrapolation = pd.read_csv(maps_run / "vol/summary/scaling_extrapolation_roi.tsv", sep="\t")
     assert list(extrapolation.columns) == list(ROI_EXTRAPOLATION_COLUMNS)
     assert sorted(extrapolation["roi"].unique()) == ["A", "B"]
+
+
+def test_near_ceiling_table_counts_the_best_fit(maps_run):
+    for name in ["vol", "surf"]:
+        scores = pd.read_csv(maps_run / name / "summary/scores.tsv", sep="\t")
+        best = best_fit(scores, "sub-01")
+        table = pd.read_csv(maps_run / name / "summary/near_ceiling.tsv", sep="\t")
+        assert table["model"].tolist() == [best["model"]] * 3
+        assert table["hemisphere"].tolist() == ["L", "R", "both"]
+        fit = np.load(maps_run.parent / best["fit_path"])
+        for _, row in table.iterrows():
+            hemi = np.ones(fit["r"].size, bool) if row.hemisphere == "both" else None
+            hemi = fit["hemisphere"] == row.hemisphere if hemi is None else hemi
+            usable = fit["r_norm"][hemi & np.isfinite(fit["r_norm"])]
+            assert row.n_voxels == hemi.sum() and row.n_usable_ceiling == usable.size > 0
+            assert row["frac_ge_0.5"] == pytest.approx(np.mean(usable >= 0.5), abs=1e-6)
+            assert row["frac_ge_0.8"] == pytest.approx(np.mean(usable >= 0.8), abs=1e-6)
+            assert row.median_r_norm == pytest.approx(np.median(usable), abs=1e-5)
+        data = (maps_run / name / "plots/ceiling_scatter.png").read_bytes()
+        assert data[:8] == PNG and len(data) > 10_000
+
+
+def test_slope_maps_need_two_model_sizes(maps_run):
+    work = maps_run.parent
+    run_log = (work / "run.log").read_text()
+    for name in ["vol", "surf"]:
+        assert f"dataset '{name}': no voxelwise slope maps (1 trained" in run_log
+        assert not list((maps_run / name).glob("**/*scaling-slope*"))
+        assert not (maps_run / name / "plots/slope_map_sub-01.png").exists()
+    # a second size plans one slope map per subject, in each dataset's form, and its figure
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    small = {"name": "tinier", "model": str(work / "gpt2-small"), "family": "gpt2"}
+    (work / "two-models.yaml").write_text(
+        yaml.safe_dump({**config, "models": [*config["models"], small]})
+    )
+    cmd = [SNAKEMAKE, "-n", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(work)]
+    cmd += ["--configfile", str(work / "two-models.yaml")]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    counts = job_counts(res.stdout + res.stderr)
+    assert counts["scaling_slope_map_volume"] == 1 and counts["scaling_slope_map_surface"] == 1
+    assert counts["plot_slope_map"] == 2 and "scaling_slope_map_vector" not in counts
+    assert not any(rule.startswith("scaling_slope_group") for rule in counts)  # one subject
+    assert "results/surf/maps/sub-01/scaling-slope_hemi-L.func.gii" in res.stdout

@@ -56,6 +56,8 @@ LOCAL_RULES = {
     "plot_rois",
     "baseline_gaps",
     "scaling_extrapolation",
+    "best_layer_table",
+    "near_ceiling",
 }
 RUN_TIMEOUT_S = 900
 

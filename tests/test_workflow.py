@@ -21,6 +21,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from lmbrain.brainmaps import read_volume_map
+from lmbrain.demo import demo_mask
 from lmbrain.features import read_feature_times
 from lmbrain.testing import job_counts, make_tiny_audio_model, make_tiny_model
 
@@ -157,6 +159,35 @@ def test_outputs_complete(workflow_run):
     assert row.mean_r_left == pytest.approx(np.nanmean(voxels["r"][left]), abs=1e-5)
 
 
+def test_slope_maps_fit_r_against_model_size_in_every_voxel(workflow_run):
+    workdir, _ = workflow_run
+    out = workdir / "results" / "tiny"
+    scores = pd.read_csv(out / "summary" / "scores.tsv", sep="\t")
+    top = scores[
+        (scores["train_fraction"] == 1.0) & ~scores["untrained"] & (scores["n_params"] > 0)
+    ]
+    mask, _ = demo_mask(8)
+    slopes = []
+    for subject in ["sub-01", "sub-02"]:
+        rows = top[top["subject"] == subject].sort_values(["model", "layer"])
+        # each trained model's layer by its cross-validated score (brute force: a plain max)
+        best = [g.loc[g["mean_cv_score"].idxmax()] for _, g in rows.groupby("model")]
+        assert {b["model"] for b in best} == {"tiny-gpt2", "tiny-llama", "tiny-hubert"}
+        lx = np.log10([b["n_params"] for b in best])
+        r = np.stack([np.load(workdir / b["fit_path"])["r"] for b in best])
+        expected = np.array([np.polyfit(lx, r[:, v], 1)[0] for v in range(r.shape[1])])
+        maps, _ = read_volume_map(out / "maps" / subject / "scaling-slope.nii.gz")
+        np.testing.assert_allclose(maps["slope"][mask], expected, rtol=1e-4, atol=1e-6)
+        assert (maps["n_models"][mask] == 3).all()
+        png = (out / "plots" / f"slope_map_{subject}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+        slopes.append(expected)
+    # the simulated subjects share the demo mask: their voxelwise mean is written
+    group, _ = read_volume_map(out / "maps" / "scaling-slope_mean.nii.gz")
+    np.testing.assert_allclose(group["slope"][mask], np.mean(slopes, axis=0), rtol=1e-4, atol=1e-6)
+    assert (group["n_subjects"][mask] == 2).all()
+
+
 def test_banded_outputs(workflow_run):
     workdir, _ = workflow_run
     out = workdir / "results" / "tiny"
@@ -226,7 +257,11 @@ AGGREGATES = {
     "plot_brain_map": 2,
     "baseline_gaps": 1,  # rules/extras.smk
     "scaling_extrapolation": 1,
+    "near_ceiling": 1,  # reads the score table (rules/maps.smk)
 }
+# a change of a trained model's fits reruns each subject's voxelwise slope map and figure, and
+# their mean (the simulated subjects share the demo mask); untrained models are not in them
+SLOPES = {"scaling_slope_map_volume": 2, "plot_slope_map": 2, "scaling_slope_group_volume": 1}
 # A fit job fits every train fraction of one (subject, model, layer) (rules/fit.smk): the text
 # models' jobs (subjects x models x layers) are `fit_encoding_model` (train_fractions 0.5 and
 # 1), the speech model's (its own [1.0], one layer) `fit_encoding_model_1`. A map job writes
@@ -290,29 +325,45 @@ RERUNS = {
         "summarize_banded": 1,
         **AGGREGATES,
         "plot_brain_map": 3,
+        # the new subject's slope map and figure, and the mean (the others' maps stay)
+        "scaling_slope_map_volume": 1,
+        "plot_slope_map": 1,
+        "scaling_slope_group_volume": 1,
     },
     # the new layer's jobs; each (subject, model) map job rewrites all its maps (the speech
     # model lists its own layer)
-    add_layer: {**refits(2 * 3 * 1, maps=2 * 3), **AGGREGATES},
+    add_layer: {**refits(2 * 3 * 1, maps=2 * 3), **AGGREGATES, **SLOPES},
     # a new fraction is a new output of every job of the models that fit it: their old
     # fractions are refitted too (the speech model lists its own fractions)
-    add_fraction: {**refits(N_FIT_JOBS, maps=2 * 3), **AGGREGATES},
-    change_alphas: {**refits(N_FIT_JOBS, maps=N_MAP_JOBS, speech=2), **BANDED, **AGGREGATES},
-    change_delays: {**refits(N_FIT_JOBS, maps=N_MAP_JOBS, speech=2), **BANDED, **AGGREGATES},
+    add_fraction: {**refits(N_FIT_JOBS, maps=2 * 3), **AGGREGATES, **SLOPES},
+    change_alphas: {
+        **refits(N_FIT_JOBS, maps=N_MAP_JOBS, speech=2),
+        **BANDED,
+        **AGGREGATES,
+        **SLOPES,
+    },
+    change_delays: {
+        **refits(N_FIT_JOBS, maps=N_MAP_JOBS, speech=2),
+        **BANDED,
+        **AGGREGATES,
+        **SLOPES,
+    },
     # a speech model's features do not depend on token settings
     change_context: {
         "extract_features": 3,
         **refits(N_FIT_JOBS, maps=2 * 3),
         **BANDED,
         **AGGREGATES,
+        **SLOPES,
     },
     change_model_context: {
         "extract_features": 1,
         **refits(2 * 1 * 2, maps=2),
         **BANDED,
         **AGGREGATES,
+        **SLOPES,
     },
-    rename_model: {**refits(2 * 1 * 2, maps=2), **BANDED, **AGGREGATES},
+    rename_model: {**refits(2 * 1 * 2, maps=2), **BANDED, **AGGREGATES, **SLOPES},
     # the recorded config shows execution settings; nothing else depends on them
     change_execution_settings: {"record_config": 1},
 }

@@ -7,6 +7,8 @@
 - :func:`plot_roi_bars`: mean r per ROI of each model's best layer, one panel per hemisphere.
 - :func:`plot_roi_slopes`: the scaling slope per ROI (left and right) and the asymmetry
   slope per ROI, with their CIs (``summary/scaling_fits_roi.tsv``).
+- :func:`plot_ceiling_scatter`: per-voxel test r against the noise ceiling cc_max, a panel per
+  subject (:mod:`lmbrain.near_ceiling`).
 
 :func:`best_fit` picks the fit a subject's map figure shows. Figures are drawn on the Agg
 canvas without pyplot and written atomically (PNG, dpi 150).
@@ -36,6 +38,7 @@ MEASURE_LABELS = {
     "cc_max": "noise ceiling cc_max",
     "alpha": "ridge penalty alpha",
     "cv_score": "cross-validated score",
+    "slope": "slope: Δr per decade of parameters",
 }
 
 
@@ -351,3 +354,63 @@ def _sem(values: pd.Series) -> float:
     if len(finite) < 2:
         return float("nan")
     return float(finite.std(ddof=1) / np.sqrt(len(finite)))
+
+
+def plot_ceiling_scatter(panels: list[dict], out: str | Path) -> None:
+    """Per-voxel test r against the noise ceiling cc_max, one panel per subject.
+
+    Parameters
+    ----------
+    panels : list of dict
+        One per subject: ``title``, ``r``, ``cc_max`` and ``usable`` (bool per voxel: the
+        ceiling is usable, i.e. ``r_norm`` is finite), arrays of one fit.
+    out : str or Path
+        Output PNG.
+
+    Notes
+    -----
+    Voxels with a usable ceiling are blue, the others grey; the solid line is r = cc_max
+    (the ceiling), the dashed ones r = 0.5 cc_max and r = 0.8 cc_max (the near-ceiling
+    thresholds of ``summary/near_ceiling.tsv``). A panel without a finite ceiling says so.
+    """
+    n = max(len(panels), 1)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig = _new_figure((4.2 * cols, 4.0 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[len(panels) :]:
+        ax.set_axis_off()
+    for ax, panel in zip(axes, panels, strict=False):
+        r = np.asarray(panel["r"], dtype=np.float64)
+        cc = np.asarray(panel["cc_max"], dtype=np.float64)
+        usable = np.asarray(panel["usable"], dtype=bool)
+        finite = np.isfinite(r) & np.isfinite(cc)
+        ax.set_title(panel["title"], fontsize=9)
+        if not finite.any():
+            ax.text(0.5, 0.5, "no noise ceiling", ha="center", va="center", transform=ax.transAxes)
+            continue
+        size = 4 if finite.sum() > 2000 else 10
+        other = finite & ~usable
+        ax.scatter(cc[other], r[other], s=size, c="0.6", lw=0, alpha=0.6, label="ceiling too low")
+        ax.scatter(
+            cc[finite & usable],
+            r[finite & usable],
+            s=size,
+            c="C0",
+            lw=0,
+            alpha=0.7,
+            label=f"usable ceiling (n={int((finite & usable).sum())})",
+        )
+        top = float(max(np.nanmax(cc[finite]), np.nanmax(r[finite]), 1e-3)) * 1.05
+        line = np.array([0.0, top])
+        ax.plot(line, line, color="k", lw=1.0, label="r = cc_max")
+        for k in (0.5, 0.8):
+            ax.plot(line, k * line, color="k", lw=0.6, ls="--")
+        ax.axhline(0.0, color="0.3", lw=0.6)
+        ax.set_xlim(-0.02 * top, top)  # voxels with cc_max = 0 stay visible
+        ax.set_xlabel(measure_label("cc_max"))
+        ax.set_ylabel(measure_label("r"))
+        ax.legend(frameon=False, fontsize=7, loc="upper left")
+    fig.suptitle("per-voxel test r vs noise ceiling (dashed: r = 0.5 and 0.8 cc_max)", fontsize=9)
+    fig.tight_layout()
+    _save(fig, out)
