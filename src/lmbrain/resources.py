@@ -38,6 +38,10 @@ BASE_FIT_MB = 1000
 BASE_EXTRACTION_MB = 4000
 HUB_EXTRACTION_MB = 16000
 FIT_MARGIN = 1.5
+#: Bytes per element of the fit model's terms (measured: benchmarks/bench_memory.py).
+DESIGN_BYTES = 8
+RESPONSE_BYTES = 8
+GRAM_BYTES = 40
 
 
 def extraction_mem_mb(entry: Mapping, cache_dir: str | Path, attempt: int = 1) -> int:
@@ -76,8 +80,47 @@ def extraction_mem_mb(entry: Mapping, cache_dir: str | Path, attempt: int = 1) -
     return int(math.ceil(mb)) * int(attempt)
 
 
+def fit_terms(n_trs: int, n_features: int, n_voxels: int, n_batch: int | None = None) -> dict:
+    """The terms of :func:`fit_bytes`, in bytes (see the module docstring).
+
+    Parameters
+    ----------
+    n_trs, n_features, n_voxels : int
+        Training TRs, design columns, voxels.
+    n_batch : int, optional
+        Voxels per solver batch (``fitting.n_targets_batch``); default the solver's own
+        choice (:func:`lmbrain.fitting.targets_batch` with a budget of a quarter of the
+        responses, clipped to [64, 512] MiB).
+
+    Returns
+    -------
+    dict of str -> int
+        ``design`` (the stories' float32 design blocks and their concatenation),
+        ``responses`` (the float32 responses, twice while the stories' blocks are joined),
+        ``gram`` (the float64 Gram matrix of the smaller side ``m``, a fold's copy, the
+        eigensolver's eigenvectors and workspace), ``projection`` (the float32 map from the
+        eigenbasis to the features or rows, ``max(n, p) x m``) and ``batch`` (one voxel
+        batch's work arrays).
+    """
+    n, p, v = int(n_trs), int(n_features), int(n_voxels)
+    m = min(n, p)
+    if n_batch is None:
+        from lmbrain.fitting import BATCH_BYTES_FRACTION, BATCH_BYTES_MAX, BATCH_BYTES_MIN
+
+        batch = min(BATCH_BYTES_MAX, max(BATCH_BYTES_MIN, BATCH_BYTES_FRACTION * 4 * n * v))
+    else:
+        batch = 4 * min(v, int(n_batch)) * (3 * n + max(2 * n, p))
+    return {
+        "design": DESIGN_BYTES * n * p,
+        "responses": RESPONSE_BYTES * n * v,
+        "gram": GRAM_BYTES * m * m,
+        "projection": 4 * max(n, p) * m,
+        "batch": int(batch),
+    }
+
+
 def fit_bytes(n_trs: int, n_features: int, n_voxels: int, n_batch: int | None = None) -> int:
-    """Peak bytes of one ridge fit's arrays (the formula in the module docstring).
+    """Peak bytes of one fit job's arrays above the libraries (the module docstring).
 
     Parameters
     ----------
@@ -88,22 +131,19 @@ def fit_bytes(n_trs: int, n_features: int, n_voxels: int, n_batch: int | None = 
     n_voxels : int
         Response columns.
     n_batch : int, optional
-        Voxels per solver batch (``fitting.n_targets_batch``); default all.
+        Voxels per solver batch (``fitting.n_targets_batch``); default the solver's choice.
 
     Returns
     -------
     int
     """
-    n, p, v = int(n_trs), int(n_features), int(n_voxels)
-    batch = v if n_batch is None else min(v, int(n_batch))
-    m = min(n, p)
-    return 32 * n * (p + v) + 12 * m * m + 8 * m * batch + 4 * p * v
+    return int(sum(fit_terms(n_trs, n_features, n_voxels, n_batch).values()))
 
 
 def fit_mem_mb(
     n_trs: int, n_features: int, n_voxels: int, n_batch: int | None = None, attempt: int = 1
 ) -> int:
-    """Memory request of a fit job (MB): ``(1000 + 1.5 x fit_bytes / 1e6) x attempt``."""
+    """Memory request of a fit job (MB): ``(BASE_FIT_MB + FIT_MARGIN x fit_bytes / 1e6) x attempt``."""
     mb = BASE_FIT_MB + FIT_MARGIN * fit_bytes(n_trs, n_features, n_voxels, n_batch) / 1e6
     return int(math.ceil(mb)) * int(attempt)
 
