@@ -118,11 +118,14 @@ def test_extraction_mem_mb_follows_weights(tmp_path):
     folder.mkdir()
     (folder / "model.safetensors").write_bytes(b"\0" * 10_000_000)  # 10 MB
     (folder / "config.json").write_text("{}")
-    assert resources.extraction_mem_mb({"model": str(folder)}, tmp_path) == 4000 + 20
-    assert resources.extraction_mem_mb({"model": str(folder)}, tmp_path, attempt=3) == 3 * 4020
+    base = resources.BASE_EXTRACTION_MB
+    assert resources.extraction_mem_mb({"model": str(folder)}, tmp_path) == base + 20
+    assert resources.extraction_mem_mb({"model": str(folder)}, tmp_path, attempt=3) == 3 * (
+        base + 20
+    )
     (folder / "q.gguf").write_bytes(b"\0" * 1_000_000)  # 1 MB, quantized: x 8
     entry = {"model": str(folder), "gguf_file": "q.gguf"}
-    assert resources.extraction_mem_mb(entry, tmp_path) == 4000 + 8
+    assert resources.extraction_mem_mb(entry, tmp_path) == base + 8
     # a hub name (not on disk) and a missing package get the flat request
     assert resources.extraction_mem_mb({"model": "org/some-model"}, tmp_path) == 16000
     assert resources.extraction_mem_mb({"model": "package:no_such_pkg_xyz"}, tmp_path) == 16000
