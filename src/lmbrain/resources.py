@@ -41,10 +41,13 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-BASE_FIT_MB = 1000
+#: A fit job's interpreter and libraries (numpy, scipy, himalaya, h5py: ~170-180 MB RSS) and
+#: the margin on its arrays: request / measured peak 1.1-1.45 over the shapes of
+#: benchmarks/bench_memory.py (BENCHMARKS.md, *Memory requests*).
+BASE_FIT_MB = 150
+FIT_MARGIN = 1.2
 BASE_EXTRACTION_MB = 600
 HUB_EXTRACTION_MB = 16000
-FIT_MARGIN = 1.5
 #: Bytes per element of the fit model's terms (measured: benchmarks/bench_memory.py).
 DESIGN_BYTES = 8
 RESPONSE_BYTES = 8
