@@ -1,4 +1,4 @@
-"""Hidden states (every layer) of one model for every story: per word, or per audio window.
+"""Hidden states (every layer, or the fitted ones) of one model for every story: per word or window.
 
 A language model's windows of all stories share its forward passes
 (:func:`lmbrain.features.extract_stories_features`); a speech model runs story by story.
