@@ -380,6 +380,20 @@ FEATURE_SPECS = {
     for mid, entry in MODELS.items()
     if not is_baseline(entry)
 }
+
+
+def _stored_layers(mid):
+    """Hidden states `features.store_layers: fitted` keeps: the fitted and banded layers."""
+    layers = set(LAYERS[mid])
+    for name in BANDED:
+        layers |= {b["layer"] for b in banded_bands(name) if b["model"] == mid}
+    return sorted(layers)
+
+
+# part of the feature id: another layer choice re-extracts
+if CFG["features"]["store_layers"] == "fitted":
+    for _mid, _spec in FEATURE_SPECS.items():
+        _spec["layers"] = _stored_layers(_mid)
 FEATURE_IDS = {mid: feature_id(spec) for mid, spec in FEATURE_SPECS.items()}
 FEATURE_IDS.update({mid: mid for mid, entry in MODELS.items() if is_baseline(entry)})
 FEATURES = {FEATURE_IDS[mid]: spec for mid, spec in FEATURE_SPECS.items()}

@@ -47,6 +47,34 @@ def test_forced_solver_and_batches_give_same_coef(solver):
     np.testing.assert_allclose(fitting.predict(fit, X), X.astype(np.float32) @ fit.coef, rtol=1e-6)
 
 
+@pytest.mark.parametrize("solver", ["primal", "dual"])
+def test_test_set_predictions_equal_the_closed_form_weights_times_x(solver):
+    """``X_test`` gives its predictions, batch by batch, without the weights."""
+    rng = np.random.default_rng(2)
+    n_features = 10 if solver == "primal" else 60
+    X = rng.normal(size=(40, n_features))
+    Y = X @ rng.normal(size=(n_features, 7)) + rng.normal(size=(40, 7))
+    X_test = rng.normal(size=(9, n_features))
+    alpha = 3.0
+    fit = fitting.fit_ridge_cv(
+        X,
+        Y,
+        _groups(4, 10),
+        [alpha],
+        backend="numpy",
+        solver=solver,
+        n_targets_batch=3,
+        X_test=X_test,
+    )
+    assert fit.coef is None and fit.predictions.shape == (9, 7)
+    assert fit.predictions.dtype == np.float32
+    weights = np.linalg.solve(X.T @ X + alpha * np.eye(n_features), X.T @ Y)  # closed form
+    want = X_test @ weights
+    np.testing.assert_allclose(fit.predictions, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    with pytest.raises(ValueError, match="X_test"):
+        fitting.fit_ridge_cv(X, Y, _groups(4, 10), [alpha], X_test=X_test[:, :3])
+
+
 # --------------------------------------------------------------------------- planted truth
 def test_planted_truth_alpha_direction_and_prediction():
     rng = np.random.default_rng(2)

@@ -14,7 +14,7 @@ import numpy as np
 
 from lmbrain.config import section
 from lmbrain.features import read_feature_info, read_feature_times, read_features
-from lmbrain.fitting import alpha_grid, fit_ridge_cv, nested_train_subsets, predict
+from lmbrain.fitting import alpha_grid, fit_ridge_cv, nested_train_subsets
 from lmbrain.scoring import normalized_r, paper_summaries, pearson_r, r2_score, summarize_scores
 from lmbrain.significance import voxel_significance
 from lmbrain.temporal import build_design, prepare_responses
@@ -304,8 +304,9 @@ def fit_encoding_model(
             backend=fitting["backend"],
             solver=fitting["solver"],
             n_targets_batch=fitting.get("n_targets_batch"),
+            X_test=Xt,  # predictions batch by batch: the weights are never held whole
         )
-        pred = predict(fit, Xt)
+        pred = fit.predictions
         rs.append(pearson_r(Yt, pred))
         held_out.append((Yt, pred))
         r2s.append(r2_score(Yt, pred))

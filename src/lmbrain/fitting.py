@@ -218,8 +218,9 @@ class RidgeFit:
 
     Attributes
     ----------
-    coef : numpy.ndarray of shape (n_features, n_voxels), float32
-        Primal ridge weights refit on all training rows.
+    coef : numpy.ndarray of shape (n_features, n_voxels), float32, or None
+        Primal ridge weights refit on all training rows; None when the fit was asked for
+        test-set predictions instead (``X_test`` of :func:`fit_ridge_cv`).
     best_alphas : numpy.ndarray of shape (n_voxels,), float64
         Alpha selected for each voxel (exactly a value of the grid).
     cv_scores : numpy.ndarray of shape (n_voxels,)
@@ -229,13 +230,16 @@ class RidgeFit:
         ``"primal"`` or ``"dual"``.
     backend : str
         himalaya backend used.
+    predictions : numpy.ndarray of shape (n_test, n_voxels), float32, or None
+        ``X_test`` times the weights, when ``X_test`` was given.
     """
 
-    coef: np.ndarray
+    coef: np.ndarray | None
     best_alphas: np.ndarray
     cv_scores: np.ndarray
     solver: str
     backend: str
+    predictions: np.ndarray | None = None
 
 
 def targets_batch(n_samples: int, n_features: int, n_voxels: int, n_bytes: int) -> int:
@@ -275,6 +279,7 @@ def fit_ridge_cv(
     solver: str = "auto",
     n_targets_batch: int | None = None,
     n_alphas_batch: int | None = None,
+    X_test: np.ndarray | None = None,
 ) -> RidgeFit:
     """Ridge regression with a per-voxel alpha chosen by story-grouped CV.
 
@@ -301,6 +306,11 @@ def fit_ridge_cv(
     n_alphas_batch : int or None
         Accepted for compatibility and ignored: alphas are applied one at a
         time to a shared decomposition, so memory does not grow with the grid.
+    X_test : array_like of shape (n_test, n_features), optional
+        Test rows: the fit then returns their predictions (``predictions``) and no weights
+        (``coef`` None). The ``n_features x n_voxels`` weights are never held whole, only one
+        voxel batch's projection: at the paper's scale (32,768 features x 80,000 voxels)
+        they would be 10.5 GB of a ~20 GB fit (BENCHMARKS.md, *Fit memory*).
 
     Returns
     -------
@@ -317,11 +327,17 @@ def fit_ridge_cv(
         )
     backend_name = select_backend(backend)
     chosen = choose_solver(X.shape[0], X.shape[1], solver)
-    coef, best_alphas, cv_scores = solve_ridge_cv_gram(
-        X, Y, story_folds(groups, n_folds), alphas, chosen == "dual", n_targets_batch
+    out, best_alphas, cv_scores = solve_ridge_cv_gram(
+        X, Y, story_folds(groups, n_folds), alphas, chosen == "dual", n_targets_batch, X_test
     )
+    test = X_test is not None
     return RidgeFit(
-        coef=coef, best_alphas=best_alphas, cv_scores=cv_scores, solver=chosen, backend=backend_name
+        coef=None if test else out,
+        best_alphas=best_alphas,
+        cv_scores=cv_scores,
+        solver=chosen,
+        backend=backend_name,
+        predictions=out if test else None,
     )
 
 
@@ -332,6 +348,7 @@ def solve_ridge_cv_gram(
     alphas: Sequence[float],
     dual: bool,
     n_targets_batch: int | None = None,
+    X_test: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-voxel ridge CV and refit, with one Gram eigendecomposition per training set.
 
@@ -352,11 +369,14 @@ def solve_ridge_cv_gram(
         Decompose the kernel ``X X^T`` (True) or ``X^T X`` (False); the smaller is cheaper.
     n_targets_batch : int, optional
         Voxels per batch; default from :func:`targets_batch` (see :func:`fit_ridge_cv`).
+    X_test : numpy.ndarray of shape (n_test, n_features), optional
+        Return its predictions instead of the weights.
 
     Returns
     -------
     coef : numpy.ndarray of shape (n_features, n_voxels), float32
-        Weights refit on all rows with each voxel's alpha.
+        Weights refit on all rows with each voxel's alpha; with ``X_test``, its predictions
+        ``(n_test, n_voxels)`` instead.
     best_alphas : numpy.ndarray of shape (n_voxels,), float64
         Best grid value per voxel by mean validation negative MSE (ties: larger alpha).
     cv_scores : numpy.ndarray of shape (n_voxels,), float64
@@ -373,7 +393,7 @@ def solve_ridge_cv_gram(
     gram = _Gram(X, dual)
     sse, sst = _cv_errors(gram, responses, folds, alphas, batches)
     best, cv_scores = _select_alphas(sse, sst, np.array([len(va) for _, va in folds]), alphas)
-    coef = _refit(gram, responses, alphas, best, batches)
+    coef = _refit(gram, responses, alphas, best, batches, X_test)
     return coef, alphas[best], cv_scores
 
 
@@ -566,11 +586,21 @@ def _select_alphas(sse, sst, n_val, alphas):
     return best, r2.mean(0)
 
 
-def _refit(gram: _Gram, Y: _Responses, alphas, best, batches) -> np.ndarray:
-    """Weights on all rows, each voxel with its own alpha, in voxel batches."""
+def _refit(gram: _Gram, Y: _Responses, alphas, best, batches, X_test=None) -> np.ndarray:
+    """Weights on all rows, each voxel with its own alpha, in voxel batches.
+
+    With ``X_test``: its predictions instead, ``(X_test right) Z`` per voxel batch, so the
+    weights ``right Z`` are never formed (and the product is smaller: ``m`` instead of
+    ``n_features`` columns).
+    """
     bk = gram.bk
     left, right, lam = gram.spectrum()
     weights = (1.0 / (lam[None, :] + alphas[:, None])).astype(np.float32)
+    if X_test is not None:
+        X_test = np.ascontiguousarray(X_test, dtype=np.float32)
+        if X_test.ndim != 2 or X_test.shape[1] != right.shape[0]:
+            raise ValueError(f"X_test has shape {X_test.shape}, the fit {right.shape[0]} features")
+        right = bk.matmul(bk.asarray(X_test), right)  # (n_test, m)
     coef = np.empty((right.shape[0], Y.shape[1]), dtype=np.float32)
     for sl in batches:
         Z = bk.matmul(left.T, Y.take(None, sl))

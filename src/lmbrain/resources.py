@@ -6,24 +6,31 @@ hold extraction (and, if asked for, fit) jobs to the GPUs given with ``--resourc
 Every memory request is multiplied by Snakemake's ``attempt`` (1, 2, ...), so a job killed
 for lack of memory is retried with twice, three times... as much.
 
-Estimates (documented in docs/slurm.md)
----------------------------------------
-*Extraction*: ``4000 MB`` (Python, torch, one story's hidden states of every layer) plus
-twice the weights found on disk (a float32 copy and loading overhead; eight times a GGUF
-file, which is quantized to roughly 4 bits). Hub models that are not on disk get 16000 MB.
+Estimates (documented in docs/slurm.md; measured in BENCHMARKS.md, *Memory requests*)
+-----------------------------------------------------------------------------------
+*Extraction*: ``600 MB`` (Python, torch and transformers' code, a batch of windows: the
+hidden states stream to disk window batch by window batch) plus twice the weights found on
+disk (a float32 copy and loading overhead; eight times a GGUF file, which is quantized to
+roughly 4 bits and dequantized in float32, the conversion included). Hub models that are not
+on disk get 16000 MB. The demo's six extraction jobs peaked at 1.0-1.5x less than that.
 
 *Fit*: the design matrix has ``n_trs`` rows and ``n_features = hidden_size x n_delays``
-columns, the responses ``n_voxels`` columns. The fit holds both in float64 (the stories'
-blocks and their concatenation), in float32, and as per-fold training and validation copies,
-one Gram matrix of the smaller side ``m = min(n_trs, n_features)`` with its eigenvectors and a
-work copy, the projected responses of one voxel batch and the float32 coefficients::
+columns, the responses ``n_voxels`` columns, all float32 (:func:`fit_terms`)::
 
-    bytes = 32 n_trs (n_features + n_voxels) + 12 m^2 + 8 m n_batch + 4 n_features n_voxels
+    bytes = 8 n_trs n_features       the stories' design blocks (kept for all fractions)
+                                     and their concatenation
+          + 8 n_trs n_voxels         the responses, twice while the stories are joined
+          + 40 m^2                   float64 Gram of the smaller side m = min(n_trs,
+                                     n_features), a fold's copy, eigenvectors, workspace
+          + 4 max(n_trs, n_features) m   the map from the eigenbasis to the features (rows)
+          + one voxel batch          fitting.n_targets_batch, or the solver's own budget
+                                     (a quarter of the responses, clipped to 64-512 MiB)
 
-(the 32 bytes per element were measured with tracemalloc on the numpy backend:
-tests/test_resources.py checks the request still covers the measured peak)
-where ``n_batch`` is ``fitting.n_targets_batch`` (all voxels when unset). The request is
-``1000 MB + 1.5 x bytes`` (base interpreter and libraries, and a margin), times the attempt.
+The features x voxels weights are not in it: the encoding fit predicts the test set voxel
+batch by voxel batch (``fit_ridge_cv(X_test=...)``), never holding them whole (they would be
+10.5 GB at the paper's 9,000 x 32,768 x 80,000). The request is ``BASE_FIT_MB + FIT_MARGIN x
+bytes`` (interpreter and libraries, and a margin), times the attempt;
+``benchmarks/bench_memory.py`` measures the peak RSS at several shapes against it.
 """
 
 from __future__ import annotations
@@ -34,10 +41,17 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
-BASE_FIT_MB = 1000
-BASE_EXTRACTION_MB = 4000
+#: A fit job's interpreter and libraries (numpy, scipy, himalaya, h5py: ~170-180 MB RSS) and
+#: the margin on its arrays: request / measured peak 1.1-1.45 over the shapes of
+#: benchmarks/bench_memory.py (BENCHMARKS.md, *Memory requests*).
+BASE_FIT_MB = 150
+FIT_MARGIN = 1.2
+BASE_EXTRACTION_MB = 600
 HUB_EXTRACTION_MB = 16000
-FIT_MARGIN = 1.5
+#: Bytes per element of the fit model's terms (measured: benchmarks/bench_memory.py).
+DESIGN_BYTES = 8
+RESPONSE_BYTES = 8
+GRAM_BYTES = 40
 
 
 def extraction_mem_mb(entry: Mapping, cache_dir: str | Path, attempt: int = 1) -> int:
@@ -55,8 +69,8 @@ def extraction_mem_mb(entry: Mapping, cache_dir: str | Path, attempt: int = 1) -
     Returns
     -------
     int
-        ``4000 + 2 x weights MB`` for a local folder (``*.safetensors`` and ``*.bin``),
-        ``4000 + 8 x GGUF MB`` for a GGUF file, 16000 for a hub model, times ``attempt``.
+        ``600 + 2 x weights MB`` for a local folder (``*.safetensors`` and ``*.bin``),
+        ``600 + 8 x GGUF MB`` for a GGUF file, 16000 for a hub model, times ``attempt``.
     """
     from lmbrain.errors import LmbrainError
     from lmbrain.models import resolve_source
@@ -76,8 +90,47 @@ def extraction_mem_mb(entry: Mapping, cache_dir: str | Path, attempt: int = 1) -
     return int(math.ceil(mb)) * int(attempt)
 
 
+def fit_terms(n_trs: int, n_features: int, n_voxels: int, n_batch: int | None = None) -> dict:
+    """The terms of :func:`fit_bytes`, in bytes (see the module docstring).
+
+    Parameters
+    ----------
+    n_trs, n_features, n_voxels : int
+        Training TRs, design columns, voxels.
+    n_batch : int, optional
+        Voxels per solver batch (``fitting.n_targets_batch``); default the solver's own
+        choice (:func:`lmbrain.fitting.targets_batch` with a budget of a quarter of the
+        responses, clipped to [64, 512] MiB).
+
+    Returns
+    -------
+    dict of str -> int
+        ``design`` (the stories' float32 design blocks and their concatenation),
+        ``responses`` (the float32 responses, twice while the stories' blocks are joined),
+        ``gram`` (the float64 Gram matrix of the smaller side ``m``, a fold's copy, the
+        eigensolver's eigenvectors and workspace), ``projection`` (the float32 map from the
+        eigenbasis to the features or rows, ``max(n, p) x m``) and ``batch`` (one voxel
+        batch's work arrays).
+    """
+    n, p, v = int(n_trs), int(n_features), int(n_voxels)
+    m = min(n, p)
+    if n_batch is None:
+        from lmbrain.fitting import BATCH_BYTES_FRACTION, BATCH_BYTES_MAX, BATCH_BYTES_MIN
+
+        batch = min(BATCH_BYTES_MAX, max(BATCH_BYTES_MIN, BATCH_BYTES_FRACTION * 4 * n * v))
+    else:
+        batch = 4 * min(v, int(n_batch)) * (3 * n + max(2 * n, p))
+    return {
+        "design": DESIGN_BYTES * n * p,
+        "responses": RESPONSE_BYTES * n * v,
+        "gram": GRAM_BYTES * m * m,
+        "projection": 4 * max(n, p) * m,
+        "batch": int(batch),
+    }
+
+
 def fit_bytes(n_trs: int, n_features: int, n_voxels: int, n_batch: int | None = None) -> int:
-    """Peak bytes of one ridge fit's arrays (the formula in the module docstring).
+    """Peak bytes of one fit job's arrays above the libraries (the module docstring).
 
     Parameters
     ----------
@@ -88,22 +141,19 @@ def fit_bytes(n_trs: int, n_features: int, n_voxels: int, n_batch: int | None = 
     n_voxels : int
         Response columns.
     n_batch : int, optional
-        Voxels per solver batch (``fitting.n_targets_batch``); default all.
+        Voxels per solver batch (``fitting.n_targets_batch``); default the solver's choice.
 
     Returns
     -------
     int
     """
-    n, p, v = int(n_trs), int(n_features), int(n_voxels)
-    batch = v if n_batch is None else min(v, int(n_batch))
-    m = min(n, p)
-    return 32 * n * (p + v) + 12 * m * m + 8 * m * batch + 4 * p * v
+    return int(sum(fit_terms(n_trs, n_features, n_voxels, n_batch).values()))
 
 
 def fit_mem_mb(
     n_trs: int, n_features: int, n_voxels: int, n_batch: int | None = None, attempt: int = 1
 ) -> int:
-    """Memory request of a fit job (MB): ``(1000 + 1.5 x fit_bytes / 1e6) x attempt``."""
+    """Memory request of a fit job (MB): ``(BASE_FIT_MB + FIT_MARGIN x fit_bytes / 1e6) x attempt``."""
     mb = BASE_FIT_MB + FIT_MARGIN * fit_bytes(n_trs, n_features, n_voxels, n_batch) / 1e6
     return int(math.ceil(mb)) * int(attempt)
 
