@@ -324,3 +324,56 @@ def test_cuda_probe_skips_torch_without_a_driver(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", guarded)
     assert fitting._cuda_available() is False
+
+
+# --------------------------------------------------------------- start-up cost (issue 17)
+@pytest.mark.parametrize("solver", ["primal", "dual"])
+def test_cpu_fit_without_himalaya_matches_the_himalaya_backend(monkeypatch, solver):
+    """Before himalaya is imported, a numpy fit runs on fitting's own numpy shim: same numbers
+    as on himalaya's numpy backend, and himalaya stays unimported."""
+    import sys
+
+    from himalaya.backend import set_backend
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(40, 12)) if solver == "primal" else rng.normal(size=(20, 50))
+    Y = X @ rng.normal(size=(X.shape[1], 6)) + rng.normal(size=(X.shape[0], 6))
+    args = (X, Y, _groups(4, X.shape[0] // 4), [0.1, 10.0, 1000.0])
+    set_backend("torch" if _has_torch() else "numpy")  # select_backend must switch it back
+    ref = fitting.fit_ridge_cv(*args, backend="numpy", solver=solver)
+    for name in [m for m in sys.modules if m == "himalaya" or m.startswith("himalaya.")]:
+        monkeypatch.delitem(sys.modules, name)
+    assert fitting._get_backend() is fitting._NumpyBackend
+    fit = fitting.fit_ridge_cv(*args, backend="numpy", solver=solver)
+    assert "himalaya" not in sys.modules
+    np.testing.assert_array_equal(fit.coef, ref.coef)
+    np.testing.assert_array_equal(fit.best_alphas, ref.best_alphas)
+    np.testing.assert_array_equal(fit.cv_scores, ref.cv_scores)
+
+
+def _has_torch() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
+def test_a_fit_job_imports_no_sklearn_pandas_or_scipy_stats():
+    """What a CPU fit job imports (scripts/fit_encoding_model.py's modules, the config check,
+    one fit): scikit-learn (via himalaya), pandas and scipy.stats cost ~1.8 s of CPU at the
+    start of every fit job of a run, and none is needed there."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "import lmbrain.config, lmbrain.datasets, lmbrain.encoding, lmbrain.features\n"
+        "import lmbrain.io, lmbrain.models, lmbrain.provenance, lmbrain.scripting\n"
+        "from lmbrain.fitting import fit_ridge_cv\n"
+        "rng = np.random.default_rng(0)\n"
+        "fit_ridge_cv(rng.normal(size=(40, 5)), rng.normal(size=(40, 3)),\n"
+        "             np.repeat(list('abcd'), 10), [1.0, 10.0], backend='numpy')\n"
+        "print(sorted({'himalaya', 'sklearn', 'pandas', 'scipy.stats'} & set(sys.modules)))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.strip() == "[]", res.stdout

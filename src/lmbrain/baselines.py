@@ -39,11 +39,14 @@ import string
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from lmbrain.errors import ConfigError, InputError
+
+if TYPE_CHECKING:  # pandas is imported where used: lmbrain.config (every job) imports this
+    import pandas as pd
 
 BASELINES = ("random_vectors", "random_word_embeddings", "static")
 _STRIP = string.punctuation + "\u2018\u2019\u201c\u201d\u2013\u2014\u2026\u00ab\u00bb"
@@ -549,6 +552,8 @@ def untrained_gaps(
     two-sided, at least 3 subjects). Each (dataset, model) draws from its own streams
     seeded by ``seed`` and the names. ``n_voxels`` sums the subjects' voxel counts.
     """
+    import pandas as pd
+
     from lmbrain.aggregate import at_largest_fraction, best_layers, load_fit_voxels
 
     loader = load_fit_voxels if load_voxels is None else load_voxels
@@ -573,6 +578,8 @@ def _twin_groups(best: pd.DataFrame, twins: Mapping[str, str]):
 
 
 def _gap_row(dataset, trained, group, loader, n_boot, seed, ci) -> dict:
+    import pandas as pd
+
     from lmbrain import inference
     from lmbrain.aggregate import sample_sizes
 

@@ -41,7 +41,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.stats import gamma
 
 #: Glover (1999) canonical HRF parameters, those of nilearn's ``glover_hrf`` since nilearn
 #: 0.11 (nilearn/glm/first_level/hemodynamic_models.py; before 0.11 the undershoot ratio was
@@ -306,6 +305,9 @@ def glover_hrf_at(t: np.ndarray) -> np.ndarray:
     -------
     numpy.ndarray of float64
     """
+    # imported here: scipy.stats costs ~0.5 s CPU at start-up, in every fit job (issue 17)
+    from scipy.stats import gamma
+
     t = np.asarray(t, dtype=np.float64)
     s = GLOVER_DISPERSION
     peak = gamma.pdf(t, GLOVER_PEAK_DELAY / s, scale=s)
