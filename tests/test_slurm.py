@@ -27,6 +27,7 @@ import pytest
 import yaml
 from test_workflow import tiny_config
 
+from lmbrain.resources import BASE_FIT_MB
 from lmbrain.testing import make_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -487,7 +488,9 @@ def test_sbatch_arguments(tiny_models, tmp_path):
     assert first == extraction_request(tiny_models)
     assert set(extracts["--mem"].astype(int)) == {first, 2 * first}  # retry: twice as much
     mems = sorted(set(fits["--mem"].astype(int)))
-    assert len(mems) == 2 and mems[1] == 2 * mems[0] and mems[0] > 1000  # computed, not <TBD>
+    assert (
+        len(mems) == 2 and mems[1] == 2 * mems[0] and mems[0] > BASE_FIT_MB
+    )  # computed, not <TBD>
 
 
 # -- someone else's /etc/slurm: skip, never touch it ------------------------------------------

@@ -258,6 +258,7 @@ AGGREGATES = {
     "baseline_gaps": 1,  # rules/extras.smk
     "scaling_extrapolation": 1,
     "near_ceiling": 1,  # reads the score table (rules/maps.smk)
+    "best_layer_table": 1,  # reads the score table and the per-voxel best layers
 }
 # a change of a trained model's fits reruns each subject's voxelwise slope map and figure, and
 # their mean (the simulated subjects share the demo mask); untrained models are not in them
