@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from lmbrain.brainmaps import map_kind
+from lmbrain.brainmaps import planned_geometry
 from lmbrain.datasets import open_dataset
 from lmbrain.forecast_maps import plot_forecast_maps, write_forecast_map
 from lmbrain.scripting import start
@@ -10,12 +10,7 @@ from lmbrain.scripting import start
 log = start(snakemake)
 params, subject = snakemake.params, snakemake.wildcards.subject
 dataset = open_dataset(params.root, params.format, params.options)
-geometry = dataset.geometry(subject) if hasattr(dataset, "geometry") else None
-if map_kind(geometry) != params.kind:
-    raise RuntimeError(
-        f"the subject's geometry gives {map_kind(geometry)} maps, the workflow expected "
-        f"{params.kind} (did the dataset's mask or surface change after the DAG was built?)"
-    )
+geometry = planned_geometry(dataset, subject, params.kind)
 folder = Path(snakemake.output.maps)
 folder.mkdir(parents=True, exist_ok=True)
 prefixes = {}

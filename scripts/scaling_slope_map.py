@@ -7,7 +7,7 @@ subject's geometry calls for (``params.kind``).
 """
 
 from lmbrain.aggregate import read_score_rows
-from lmbrain.brainmaps import map_kind
+from lmbrain.brainmaps import planned_geometry
 from lmbrain.datasets import open_dataset
 from lmbrain.scripting import start
 from lmbrain.voxel_scaling import write_subject_slope_map
@@ -15,12 +15,7 @@ from lmbrain.voxel_scaling import write_subject_slope_map
 log = start(snakemake)
 params, subject = snakemake.params, snakemake.wildcards.subject
 dataset = open_dataset(params.root, params.format, params.options)
-geometry = dataset.geometry(subject) if hasattr(dataset, "geometry") else None
-if map_kind(geometry) != params.kind:
-    raise RuntimeError(
-        f"the subject's geometry gives {map_kind(geometry)} maps, the workflow expected "
-        f"{params.kind} (did the dataset's mask or surface change after the DAG was built?)"
-    )
+geometry = planned_geometry(dataset, subject, params.kind)
 scores = read_score_rows(snakemake.input.rows)
 info = write_subject_slope_map(scores, subject, geometry, params.prefix)
 if info["note"]:

@@ -9,7 +9,7 @@ the per-voxel best-layer map ``voxel-best-layer_frac-<f>.*`` and its summary ``.
 
 from pathlib import Path
 
-from lmbrain.brainmaps import map_kind, write_fit_map
+from lmbrain.brainmaps import planned_geometry, write_fit_map
 from lmbrain.datasets import open_dataset
 from lmbrain.scripting import start
 from lmbrain.voxel_layers import write_voxel_best_layer_maps
@@ -17,12 +17,7 @@ from lmbrain.voxel_layers import write_voxel_best_layer_maps
 log = start(snakemake)
 params = snakemake.params
 dataset = open_dataset(params.root, params.format, params.options)
-geometry = dataset.geometry(snakemake.wildcards.subject)
-if map_kind(geometry) != params.kind:
-    raise RuntimeError(
-        f"the subject's geometry gives {map_kind(geometry)} maps, the workflow expected "
-        f"{params.kind} (did the dataset's mask or surface change after the DAG was built?)"
-    )
+geometry = planned_geometry(dataset, snakemake.wildcards.subject, params.kind)
 folder = Path(snakemake.output[0])
 folder.mkdir(parents=True, exist_ok=True)
 for fit in snakemake.input.fits:

@@ -253,3 +253,16 @@ def test_demo_dataset_writes_a_mask_with_left_voxels_at_negative_x(tmp_path):
     # the voxel table's hemisphere labels agree with the world x of the mask voxels
     np.testing.assert_array_equal(geo.hemispheres(), ds.voxels("sub-01")["hemisphere"])
     ds.validate(["sub-01"])
+
+
+def test_planned_geometry_refuses_another_form():
+    """The map scripts' check: a subject whose geometry changed after planning stops the job."""
+    from types import SimpleNamespace
+
+    from lmbrain.brainmaps import planned_geometry
+
+    no_geometry = SimpleNamespace(geometry=lambda subject: None)
+    assert planned_geometry(no_geometry, "sub-01", "vector") is None
+    assert planned_geometry(object(), "sub-01", "vector") is None  # dataset without geometry
+    with pytest.raises(RuntimeError, match="gives vector maps, the workflow expected volume"):
+        planned_geometry(no_geometry, "sub-01", "volume")

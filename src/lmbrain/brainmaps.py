@@ -55,6 +55,35 @@ def map_kind(geometry) -> str:
     raise TypeError(f"not a geometry: {type(geometry).__name__}")
 
 
+def planned_geometry(dataset, subject: str, kind: str):
+    """The subject's geometry, checked against the map form planned when the DAG was built.
+
+    Parameters
+    ----------
+    dataset : lmbrain.datasets dataset
+        Opened dataset; one without a ``geometry`` method has vector maps.
+    subject : str
+    kind : str
+        ``"volume"``, ``"surface"`` or ``"vector"``: the form the rule's outputs are named for.
+
+    Returns
+    -------
+    VolumeGeometry, SurfaceGeometry or None
+
+    Raises
+    ------
+    RuntimeError
+        The geometry now gives another form (the mask or surface changed after planning).
+    """
+    geometry = dataset.geometry(subject) if hasattr(dataset, "geometry") else None
+    if map_kind(geometry) != kind:
+        raise RuntimeError(
+            f"the subject's geometry gives {map_kind(geometry)} maps, the workflow expected "
+            f"{kind} (did the dataset's mask or surface change after the DAG was built?)"
+        )
+    return geometry
+
+
 def map_paths(prefix: str | Path, kind: str) -> dict[str, str]:
     """Files of one map, by role, for output prefix ``prefix`` (no extension).
 

@@ -216,55 +216,63 @@ def _check_alphas(cfg: dict, source) -> None:
 
 def _check_banded(cfg: dict, model_ids: dict, source) -> None:
     """Banded models name existing models, distinct bands, and distinct ids."""
-    names = set()
-    for i, spec in enumerate(cfg.get("banded", [])):
-        if spec["name"] in names:
-            raise ConfigError(f"banded.{i}.name", f"'{spec['name']}' is used twice", source)
-        names.add(spec["name"])
-        labels = []
-        for j, band in enumerate(spec["bands"]):
-            if band["model"] not in model_ids:
-                raise ConfigError(
-                    f"banded.{i}.bands.{j}.model",
-                    f"'{band['model']}' is not a model id of `models` ({sorted(model_ids)})",
-                    source,
-                )
-            labels.append(band.get("name", band["model"]))
-        if len(set(labels)) != len(labels):
-            raise ConfigError(
-                f"banded.{i}.bands", f"band labels {labels} repeat; give each a `name`", source
-            )
+    _check_joint_specs(cfg, "banded", "bands", "band", model_ids, source)
 
 
 def _check_stacking(cfg: dict, model_ids: dict, source) -> None:
     """Stacked models name existing models, distinct spaces (not `stacked`), distinct ids."""
-    names = set()
     for i, spec in enumerate(cfg.get("stacking", [])):
         if not NAME_PATTERN.match(str(spec["name"]).replace("+", "_")):
             raise ConfigError(f"stacking.{i}.name", f"{spec['name']!r} {NAME_RULE}", source)
+    _check_joint_specs(
+        cfg, "stacking", "spaces", "space", model_ids, source, reserved="stacked", plain_labels=True
+    )
+
+
+def _check_joint_specs(
+    cfg: dict,
+    key: str,
+    members: str,
+    noun: str,
+    model_ids: dict,
+    source,
+    reserved: str | None = None,
+    plain_labels: bool = False,
+) -> None:
+    """Entries of ``cfg[key]`` (banded or stacked models) that join several feature spaces.
+
+    Each entry's ``name`` is used once; each of its ``members`` names a model id of `models`;
+    their labels (``name``, default the model id) are distinct, not ``reserved`` (a label the
+    outputs use for the joint model) and, with ``plain_labels``, plain names.
+    """
+    names = set()
+    for i, spec in enumerate(cfg.get(key, [])):
         if spec["name"] in names:
-            raise ConfigError(f"stacking.{i}.name", f"'{spec['name']}' is used twice", source)
+            raise ConfigError(f"{key}.{i}.name", f"'{spec['name']}' is used twice", source)
         names.add(spec["name"])
         labels = []
-        for j, space in enumerate(spec["spaces"]):
-            if space["model"] not in model_ids:
+        for j, member in enumerate(spec[members]):
+            if member["model"] not in model_ids:
                 raise ConfigError(
-                    f"stacking.{i}.spaces.{j}.model",
-                    f"'{space['model']}' is not a model id of `models` ({sorted(model_ids)})",
+                    f"{key}.{i}.{members}.{j}.model",
+                    f"'{member['model']}' is not a model id of `models` ({sorted(model_ids)})",
                     source,
                 )
-            label = space.get("name", space["model"])
-            check_name(f"stacking.{i}.spaces.{j}.name", label, source)
-            if label == "stacked":
+            label = member.get("name", member["model"])
+            if plain_labels:
+                check_name(f"{key}.{i}.{members}.{j}.name", label, source)
+            if label == reserved:
                 raise ConfigError(
-                    f"stacking.{i}.spaces.{j}",
-                    "the label 'stacked' is reserved for the joint model; give it a `name`",
+                    f"{key}.{i}.{members}.{j}",
+                    f"the label '{reserved}' is reserved for the joint model; give it a `name`",
                     source,
                 )
             labels.append(label)
         if len(set(labels)) != len(labels):
             raise ConfigError(
-                f"stacking.{i}.spaces", f"space labels {labels} repeat; give each a `name`", source
+                f"{key}.{i}.{members}",
+                f"{noun} labels {labels} repeat; give each a `name`",
+                source,
             )
 
 
