@@ -1,20 +1,12 @@
 """Summarise every banded fit of a dataset into banded.tsv and plot which band wins where."""
 
-from pathlib import Path
-
-import numpy as np
-
 from lmbrain.aggregate import banded_summary
-from lmbrain.io import atomic_path
+from lmbrain.io import atomic_path, load_subject_npzs
 from lmbrain.plotting import plot_banded
 from lmbrain.scripting import start
 
 log = start(snakemake)
-tables = {}
-for path in snakemake.input:
-    path = Path(path)
-    with np.load(path) as data:
-        tables[(path.parent.name, path.stem)] = {key: data[key] for key in data.files}
+tables = load_subject_npzs(snakemake.input)
 summary = banded_summary(tables)
 with atomic_path(snakemake.output.table) as tmp:
     summary.to_csv(tmp, sep="\t", index=False, float_format="%.6g")

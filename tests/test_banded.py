@@ -121,3 +121,19 @@ def test_banded_summary_states_its_sample():
     assert table.loc["all", "mean_joint_r2"] == pytest.approx(0.2)  # NaN voxel left out
     old = {k: v for k, v in vox.items() if not k.startswith("n_")}  # fits written before
     assert (banded_summary({("S1", "m"): old})["n_train_stories"] == -1).all()
+
+
+def test_load_subject_npzs_keys_by_subject_and_name(tmp_path):
+    """The summary scripts' reader: ``<kind>/<subject>/<name>.npz`` -> {(subject, name): arrays}."""
+    from lmbrain.io import load_subject_npzs, save_npz
+
+    paths = []
+    for subject, name, value in [("sub-01", "a+b", 1.0), ("sub-02", "a+b", 2.0)]:
+        path = tmp_path / "banded" / subject / f"{name}.npz"
+        path.parent.mkdir(parents=True)
+        save_npz(path, r2=np.full(3, value), hemisphere=np.array(["L", "R", "L"]))
+        paths.append(str(path))
+    tables = load_subject_npzs(paths)
+    assert sorted(tables) == [("sub-01", "a+b"), ("sub-02", "a+b")]
+    np.testing.assert_array_equal(tables[("sub-02", "a+b")]["r2"], [2.0, 2.0, 2.0])
+    assert tables[("sub-01", "a+b")]["hemisphere"].tolist() == ["L", "R", "L"]

@@ -166,6 +166,26 @@ def save_npz(path: str | Path, **arrays: np.ndarray) -> None:
             np.savez(fh, **arrays)
 
 
+def load_subject_npzs(paths) -> dict[tuple[str, str], dict[str, np.ndarray]]:
+    """Per-subject ``.npz`` outputs (``<kind>/<subject>/<name>.npz``) read whole.
+
+    Parameters
+    ----------
+    paths : iterable of str or Path
+
+    Returns
+    -------
+    dict
+        ``{(subject, name): {array name: array}}``, the subject being the parent folder's name
+        and the name the file's stem (how banded and stacked fits are laid out).
+    """
+    tables = {}
+    for path in map(Path, paths):
+        with np.load(path) as data:
+            tables[(path.parent.name, path.stem)] = {key: data[key] for key in data.files}
+    return tables
+
+
 def save_json(path: str | Path, obj) -> None:
     """Write ``obj`` as indented JSON atomically."""
     with atomic_path(path) as tmp:
