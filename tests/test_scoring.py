@@ -70,3 +70,12 @@ def test_normalized_r():
     cc = np.array([0.5, 0.05, np.nan, 0.1, 0.5])
     got = scoring.normalized_r(r, cc, min_cc_max=0.1)
     np.testing.assert_allclose(got, [0.4, np.nan, np.nan, 2.0, np.nan])
+
+
+def test_hemisphere_selections_leave_out_empty_hemispheres():
+    from lmbrain.scoring import hemisphere_selections
+
+    both = dict(hemisphere_selections(["L", "R", "L"]))
+    assert list(both) == ["all", "L", "R"]
+    assert both["L"].tolist() == [True, False, True] and both["all"].all()
+    assert [label for label, _ in hemisphere_selections(["L", "L"])] == ["all", "L"]

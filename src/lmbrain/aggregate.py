@@ -37,7 +37,7 @@ import pandas as pd
 
 from lmbrain import inference, xvariables
 from lmbrain.errors import ConfigError, InputError
-from lmbrain.scoring import reliable_voxels
+from lmbrain.scoring import hemisphere_selections, reliable_voxels
 
 SCORE_COLUMNS: tuple[str, ...] = (
     "dataset",
@@ -1002,14 +1002,7 @@ def banded_summary(voxel_tables: Mapping[tuple[str, str], Mapping[str, np.ndarra
             "resampling": "none (one subject's mean over voxels)",
         }
         bands = [key[len("split_r2_") :] for key in vox if key.startswith("split_r2_")]
-        hemi = np.asarray(vox["hemisphere"]).astype(str)
-        for label, sel in [
-            ("all", np.ones(hemi.shape, bool)),
-            ("L", hemi == "L"),
-            ("R", hemi == "R"),
-        ]:
-            if not sel.any():
-                continue
+        for label, sel in hemisphere_selections(vox["hemisphere"]):
             for band in bands:
                 rows.append(
                     {

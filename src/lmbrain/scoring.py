@@ -220,3 +220,21 @@ def paper_summaries(
         "mean_r_reliable_right": summarize_scores(r, reliable & (hemi == "R"))["mean"],
         "n_voxels_reliable": int(reliable.sum()),
     }
+
+
+def hemisphere_selections(hemisphere) -> list[tuple[str, np.ndarray]]:
+    """``("all", both), ("L", left), ("R", right)`` voxel masks, the empty ones left out.
+
+    Parameters
+    ----------
+    hemisphere : array-like of str
+        ``L`` or ``R`` per voxel.
+
+    Returns
+    -------
+    list of (str, numpy.ndarray of bool)
+        The labels summary tables use in their ``hemisphere`` column, with their masks.
+    """
+    hemi = np.asarray(hemisphere).astype(str)
+    selections = [("all", np.ones(hemi.shape, bool)), ("L", hemi == "L"), ("R", hemi == "R")]
+    return [(label, sel) for label, sel in selections if sel.any()]

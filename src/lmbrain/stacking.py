@@ -47,6 +47,7 @@ from itertools import combinations
 import numpy as np
 
 from lmbrain.fitting import fit_ridge_cv, predict, story_folds
+from lmbrain.scoring import hemisphere_selections
 
 #: Largest number of feature spaces: the exact solver enumerates 2^k - 1 supports.
 MAX_SPACES = 8
@@ -472,16 +473,9 @@ def stacking_summary(voxel_tables):
     rows = []
     for (subject, name), vox in sorted(voxel_tables.items()):
         spaces = [str(s) for s in np.asarray(vox["spaces"])]
-        hemi = np.asarray(vox["hemisphere"]).astype(str)
         weights = np.asarray(vox["weights"], dtype=np.float64)
         joint = np.asarray(vox["r_stacked"], dtype=np.float64)
-        for label, sel in [
-            ("all", np.ones(hemi.shape, bool)),
-            ("L", hemi == "L"),
-            ("R", hemi == "R"),
-        ]:
-            if not sel.any():
-                continue
+        for label, sel in hemisphere_selections(vox["hemisphere"]):
             for k, space in enumerate(spaces):
                 alone = np.asarray(vox[f"r_{space}"], dtype=np.float64)
                 rows.append(
