@@ -143,6 +143,33 @@ def test_gguf_metadata_agrees_with_gguf_reader(tmp_path):
     assert read_n_layers(entry, tmp_path / "cache") == 7
 
 
+def test_conversion_reads_each_gguf_once_as_plain_arrays(tmp_path):
+    """Inside the conversion's block a GGUF file is parsed once (one shared reader) over plain
+    arrays, and reads the same fields and tensors as gguf's own reader; outside it, gguf is
+    as before."""
+    import gguf
+    import gguf.gguf_reader as reader_module
+
+    from lmbrain.models import _plain_gguf_arrays
+
+    path = tmp_path / "tiny.gguf"
+    _write_gguf(path)
+    plain = gguf.GGUFReader(path)
+    with _plain_gguf_arrays():
+        first, second = gguf.GGUFReader(path), gguf.GGUFReader(str(path))
+        assert first is second
+        assert type(first.data) is np.ndarray  # not a memmap slice per value
+        assert {k: f.contents() for k, f in first.fields.items()} == {
+            k: f.contents() for k, f in plain.fields.items()
+        }
+        for got, want in zip(first.tensors, plain.tensors, strict=True):
+            assert got.name == want.name
+            np.testing.assert_array_equal(got.data, want.data)
+    assert gguf.GGUFReader(path) is not gguf.GGUFReader(path)
+    assert isinstance(gguf.GGUFReader(path).data, np.memmap)
+    assert reader_module.np is np
+
+
 def test_read_n_layers_folder_override_and_cache(tiny_model_dirs, tmp_path, monkeypatch):
     folder = tiny_model_dirs["llama"]
     want = json.loads((folder / "config.json").read_text())["num_hidden_layers"]
