@@ -251,6 +251,114 @@ def test_gram_solver_matches_himalaya_estimators(dual):
     np.testing.assert_allclose(coef, ref_coef, rtol=1e-3, atol=1e-4 * np.abs(ref_coef).max())
 
 
+@pytest.mark.parametrize("dual", [False, True])
+@pytest.mark.parametrize("decomposition", ["eigh", "cholesky"])
+@pytest.mark.parametrize("with_test", [False, True])
+def test_refit_by_either_decomposition_equals_per_voxel_closed_form(dual, decomposition, with_test):
+    """Each voxel refit with its own selected alpha: weights (or test predictions) equal
+    ``(X^T X + a I)^-1 X^T y`` solved voxel by voxel, whichever way the refit decomposes."""
+    rng = np.random.default_rng(12)
+    n, p, v = (48, 80, 11) if dual else (96, 14, 11)
+    X = rng.standard_normal((n, p)).astype(np.float32)
+    scale = np.geomspace(0.01, 3.0, v)  # from noise-only to strong voxels: several alphas
+    Y = (X @ rng.standard_normal((p, v)) * scale + rng.standard_normal((n, v))).astype(np.float32)
+    X_test = rng.standard_normal((7, p)).astype(np.float32) if with_test else None
+    folds = fitting.story_folds(np.repeat(np.arange(6), n // 6), 3)
+    alphas = np.logspace(-1, 5, 10)
+    fitting.select_backend("numpy")
+    out, best, _ = fitting.solve_ridge_cv_gram(
+        X,
+        Y,
+        folds,
+        alphas,
+        dual,
+        n_targets_batch=4,
+        X_test=X_test,
+        refit_decomposition=decomposition,
+    )
+    assert len(np.unique(best)) >= 3  # the per-alpha grouping is exercised
+    X64, Y64 = X.astype(np.float64), Y.astype(np.float64)
+    weights = np.column_stack(
+        [
+            np.linalg.solve(X64.T @ X64 + a * np.eye(p), X64.T @ Y64[:, j])
+            for j, a in enumerate(best)
+        ]
+    )
+    want = weights if X_test is None else X_test.astype(np.float64) @ weights
+    assert out.dtype == np.float32 and out.shape == want.shape
+    np.testing.assert_allclose(out, want, rtol=1e-3, atol=1e-4 * np.abs(want).max())
+
+
+def test_refit_decomposition_choice_and_fallback(monkeypatch):
+    """Cholesky for few voxels on a large Gram (the demo), the eigensolver for many voxels (the
+    paper's 80,000) or off numpy; a factorisation that fails falls back to the eigensolver."""
+    choose = fitting.choose_refit_decomposition
+    assert choose(2300, 300, 6) == "cholesky"  # a demo fit: 6 distinct alphas
+    assert choose(2300, 300, 13, backend="torch_cuda") == "eigh"
+    assert choose(9000, 80000, 10) == "eigh"  # paper scale
+    assert choose(9000, 80000, 10, decomposition="cholesky") == "cholesky"
+    with pytest.raises(ValueError, match="numpy backend"):
+        choose(100, 10, 2, backend="torch_cuda", decomposition="cholesky")
+    with pytest.raises(ValueError, match="decomposition"):
+        choose(100, 10, 2, decomposition="qr")
+
+    import scipy.linalg
+
+    def fail(*args, **kwargs):
+        raise scipy.linalg.LinAlgError("not positive definite")
+
+    monkeypatch.setattr(scipy.linalg, "cho_factor", fail)
+    rng = np.random.default_rng(13)
+    X = rng.normal(size=(40, 25))
+    Y = X @ rng.normal(size=(25, 3)) + rng.normal(size=(40, 3))
+    want = np.linalg.solve(X.T @ X + 3.0 * np.eye(25), X.T @ Y)
+    fitting.select_backend("numpy")
+    coef, _, _ = fitting.solve_ridge_cv_gram(
+        X, Y, fitting.story_folds(_groups(4, 10), 4), [3.0], False, refit_decomposition="cholesky"
+    )
+    np.testing.assert_allclose(coef, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("dual", [False, True])
+def test_float32_cv_folds_choose_the_same_alphas_and_keep_a_float64_refit(dual, monkeypatch):
+    """``cv_precision="float32"`` decomposes only the folds in float32: on a planted problem
+    it picks the alphas float64 picks, and the refit (weights) is the same float64 one."""
+    import scipy.linalg
+
+    rng = np.random.default_rng(14)
+    n, p, v = (60, 90, 16) if dual else (120, 24, 16)
+    X = rng.standard_normal((n, p)).astype(np.float32)
+    scale = np.geomspace(0.02, 2.0, v)
+    Y = (X @ rng.standard_normal((p, v)) * scale + rng.standard_normal((n, v))).astype(np.float32)
+    folds = fitting.story_folds(np.repeat(np.arange(6), n // 6), 3)
+    alphas = np.logspace(0, 5, 11)
+    fitting.select_backend("numpy")
+    seen = []
+    real_eigh = scipy.linalg.eigh
+
+    def recording_eigh(a, *args, **kwargs):
+        seen.append(a.dtype)
+        return real_eigh(a, *args, **kwargs)
+
+    monkeypatch.setattr(scipy.linalg, "eigh", recording_eigh)
+    results = {}
+    for precision in ("float64", "float32"):
+        seen.clear()
+        results[precision] = fitting.solve_ridge_cv_gram(
+            X, Y, folds, alphas, dual, cv_precision=precision, refit_decomposition="eigh"
+        )
+        # three folds, then the refit on all rows: always float64
+        want = [np.dtype(precision)] * 3 + [np.dtype(np.float64)]
+        assert seen == want
+    (c64, a64, s64), (c32, a32, s32) = results["float64"], results["float32"]
+    assert len(np.unique(a64)) >= 3
+    np.testing.assert_array_equal(a32, a64)
+    np.testing.assert_allclose(s32, s64, atol=1e-5)
+    np.testing.assert_allclose(c32, c64, rtol=1e-6, atol=1e-7 * np.abs(c64).max())
+    with pytest.raises(ValueError, match="cv_precision"):
+        fitting.solve_ridge_cv_gram(X, Y, folds, alphas, dual, cv_precision="float16")
+
+
 # --------------------------------------------------------------------------- selection rule
 @pytest.mark.filterwarnings("ignore:Solving ridge is slower")
 @pytest.mark.parametrize("n_features", [8, 60])  # primal and dual

@@ -271,6 +271,7 @@ def alignment_curve(
                     backend=fitting.get("backend", "auto"),
                     solver=fitting.get("solver", "auto"),
                     n_targets_batch=fitting.get("n_targets_batch"),
+                    cv_precision=fitting.get("cv_precision", "float64"),
                 )
                 rs.append(pearson_r(Yt, predict(fit, Xt)))
                 n_train, n_test = X.shape[0], n_test + Xt.shape[0]

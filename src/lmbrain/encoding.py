@@ -304,6 +304,7 @@ def fit_encoding_model(
             backend=fitting["backend"],
             solver=fitting["solver"],
             n_targets_batch=fitting.get("n_targets_batch"),
+            cv_precision=fitting.get("cv_precision", "float64"),
             X_test=Xt,  # predictions batch by batch: the weights are never held whole
         )
         pred = fit.predictions

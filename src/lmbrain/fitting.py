@@ -19,7 +19,8 @@ set is decomposed **once** and serves the whole grid and all voxels
 The Gram matrix of all training rows is formed once; a fold's is a block of it
 (dual) or it minus the validation rows' (primal). Gram matrices and their
 eigendecompositions are computed in float64 (they do not grow with the number of
-voxels); every product with the responses is float32. Per fold and voxel batch,
+voxels; ``cv_precision="float32"`` decomposes the folds in float32, which only rank the
+alphas); every product with the responses is float32. Per fold and voxel batch,
 the projection of the responses onto the eigenvectors is computed once, and each
 alpha then costs one product with the small validation block. Voxels are
 processed in batches (``n_targets_batch``; by default from a memory budget, see
@@ -27,6 +28,13 @@ processed in batches (``n_targets_batch``; by default from a memory budget, see
 bounded. What is shared across folds is the full Gram matrix; across train
 fractions or subjects with the same stimuli, the same design rows (hence Gram
 blocks) recur, but each fit here recomputes them.
+
+The refit on all training rows needs only the alphas that voxels selected, often a handful
+of the grid. When the voxels are few next to the Gram's size (a small ROI or the demo), one
+Cholesky factorisation of ``Gram + alpha I`` per selected alpha is cheaper than the full
+eigendecomposition (an ``m x m`` eigendecomposition costs about as much as 20 Cholesky
+factorisations); :func:`choose_refit_decomposition` picks the cheaper by a flop count. Both
+give the same weights to round-off (``tests/test_fitting.py``).
 
 The selection rule is himalaya's default for ``RidgeCV``: per voxel, the alpha
 with the best mean over folds of the negative mean squared error on the
@@ -51,6 +59,8 @@ from lmbrain.alphas import alpha_grid as alpha_grid  # re-exported: the grid is 
 
 BACKENDS = ("numpy", "torch", "torch_cuda")
 SOLVERS = ("auto", "primal", "dual")
+#: Precision of the cross-validation folds' eigendecompositions (``fitting.cv_precision``).
+CV_PRECISIONS = ("float64", "float32")
 
 
 # --------------------------------------------------------------------------- #
@@ -316,6 +326,7 @@ def fit_ridge_cv(
     n_targets_batch: int | None = None,
     n_alphas_batch: int | None = None,
     X_test: np.ndarray | None = None,
+    cv_precision: str = "float64",
 ) -> RidgeFit:
     """Ridge regression with a per-voxel alpha chosen by story-grouped CV.
 
@@ -347,6 +358,14 @@ def fit_ridge_cv(
         (``coef`` None). The ``n_features x n_voxels`` weights are never held whole, only one
         voxel batch's projection: at the paper's scale (32,768 features x 80,000 voxels)
         they would be 10.5 GB of a ~20 GB fit (BENCHMARKS.md, *Fit memory*).
+    cv_precision : {"float64", "float32"}, default "float64"
+        Precision of the cross-validation folds' eigendecompositions, which only rank the
+        alphas: float32 is 2-3x faster (himalaya works in float32 throughout) but its error on
+        a fold's ridge map is up to about ``1.2e-7 * lam_max / alpha`` (``lam_max`` the largest
+        eigenvalue), so a voxel whose best alphas are near the bottom of the grid may rank
+        them differently. The refit on all rows (the weights, the test predictions) is
+        float64 either way. On the demo's fits float32 gave the same alpha on every voxel and
+        the same test r (BENCHMARKS.md, *Demo in five minutes*).
 
     Returns
     -------
@@ -364,7 +383,14 @@ def fit_ridge_cv(
     backend_name = select_backend(backend)
     chosen = choose_solver(X.shape[0], X.shape[1], solver)
     out, best_alphas, cv_scores = solve_ridge_cv_gram(
-        X, Y, story_folds(groups, n_folds), alphas, chosen == "dual", n_targets_batch, X_test
+        X,
+        Y,
+        story_folds(groups, n_folds),
+        alphas,
+        chosen == "dual",
+        n_targets_batch,
+        X_test,
+        cv_precision=cv_precision,
     )
     test = X_test is not None
     return RidgeFit(
@@ -385,6 +411,8 @@ def solve_ridge_cv_gram(
     dual: bool,
     n_targets_batch: int | None = None,
     X_test: np.ndarray | None = None,
+    refit_decomposition: str = "auto",
+    cv_precision: str = "float64",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-voxel ridge CV and refit, with one Gram eigendecomposition per training set.
 
@@ -407,6 +435,11 @@ def solve_ridge_cv_gram(
         Voxels per batch; default from :func:`targets_batch` (see :func:`fit_ridge_cv`).
     X_test : numpy.ndarray of shape (n_test, n_features), optional
         Return its predictions instead of the weights.
+    refit_decomposition : {"auto", "eigh", "cholesky"}
+        How the refit on all rows solves: see :func:`choose_refit_decomposition`.
+    cv_precision : {"float64", "float32"}
+        Precision of the folds' eigendecompositions, which only choose the alphas (see
+        :func:`fit_ridge_cv`); the refit is float64 either way.
 
     Returns
     -------
@@ -426,10 +459,10 @@ def solve_ridge_cv_gram(
     batch = int(n_targets_batch or targets_batch(*X.shape, Y.shape[1], _default_batch_bytes(Y)))
     batches = [slice(i, i + batch) for i in range(0, Y.shape[1], batch)]
     responses = _Responses(Y, X.shape)
-    gram = _Gram(X, dual)
+    gram = _Gram(X, dual, cv_precision)
     sse, sst = _cv_errors(gram, responses, folds, alphas, batches)
     best, cv_scores = _select_alphas(sse, sst, np.array([len(va) for _, va in folds]), alphas)
-    coef = _refit(gram, responses, alphas, best, batches, X_test)
+    coef = _refit(gram, responses, alphas, best, batches, X_test, refit_decomposition)
     return coef, alphas[best], cv_scores
 
 
@@ -502,10 +535,13 @@ class _Gram:
     (dual) or it minus the validation rows' (primal).
     """
 
-    def __init__(self, X: np.ndarray, dual: bool):
+    def __init__(self, X: np.ndarray, dual: bool, cv_precision: str = "float64"):
+        if cv_precision not in CV_PRECISIONS:
+            raise ValueError(f"cv_precision must be one of {CV_PRECISIONS}, got {cv_precision!r}")
         self.bk = _get_backend()
         self.X = X
         self.dual = dual
+        self.cv_precision = cv_precision
         self.gram = self._gram64(X if dual else X.T)
 
     def _gram64(self, A: np.ndarray):
@@ -530,7 +566,8 @@ class _Gram:
             G = self.gram[self._index(train)[:, None], self._index(train)]
         else:
             G = self.gram - self._gram64(self.X[val].T)
-        lam, vecs = _eigh_inplace(bk, G)
+        # a fold's decomposition only ranks the alphas; the refit (train None) is float64
+        lam, vecs = _eigh_inplace(bk, G, "float64" if train is None else self.cv_precision)
         del G
         lam = np.maximum(bk.to_numpy(lam), 0.0)  # float64 round-off below zero
         vecs32 = bk.asarray(vecs, dtype="float32")
@@ -556,8 +593,11 @@ class _Gram:
 EVD_WORKSPACE_MAX = 2 * 2**30
 
 
-def _eigh_inplace(bk, G):
+def _eigh_inplace(bk, G, precision: str = "float64"):
     """Eigendecomposition of a symmetric matrix that may be overwritten.
+
+    ``precision="float32"`` decomposes a float32 copy (``fitting.cv_precision``: 2-3x faster,
+    as himalaya computes); the eigenvalues come back as float64 either way.
 
     On numpy, LAPACK's divide-and-conquer driver (``syevd``) is about 1.6x faster than
     scipy's default ``syevr`` for the full spectrum, but needs ``2 n^2`` extra float64 of
@@ -566,6 +606,16 @@ def _eigh_inplace(bk, G):
     matrix is handed to LAPACK without a copy (see below), so the decomposition adds only the
     workspace to the peak.
     """
+    if precision == "float32":
+        if bk.name == "numpy":
+            from scipy.linalg import eigh
+
+            G32 = np.asarray(G, dtype=np.float32, order="F")
+            del G
+            lam, vecs = eigh(G32, overwrite_a=True, check_finite=False, driver="evd")
+            return lam.astype(np.float64), vecs
+        lam, vecs = bk.eigh(bk.asarray(G, dtype="float32"))
+        return bk.asarray(lam, dtype="float64"), vecs
     if bk.name == "numpy":
         from scipy.linalg import eigh
 
@@ -618,7 +668,62 @@ def _select_alphas(sse, sst, n_val, alphas):
     return best, r2.mean(0)
 
 
-def _refit(gram: _Gram, Y: _Responses, alphas, best, batches, X_test=None) -> np.ndarray:
+#: Cost of a symmetric ``m x m`` eigendecomposition (LAPACK ``syevd``, vectors included) in
+#: Cholesky factorisations of the same matrix: measured 21.7 at m = 1,536, 19.5 at 1,830 and
+#: 22 at 2,300 (float64, one thread, this project's CI-class CPU); 16 leaves a margin.
+EIGH_IN_CHOLESKY = 16.0
+
+REFIT_DECOMPOSITIONS = ("auto", "eigh", "cholesky")
+
+
+def choose_refit_decomposition(
+    m: int, n_voxels: int, n_alphas: int, backend: str = "numpy", decomposition: str = "auto"
+) -> str:
+    """``"eigh"`` or ``"cholesky"`` for the refit on all training rows, by a flop count.
+
+    The refit solves ``(Gram + alpha I) S = B`` for each of the ``n_alphas`` distinct selected
+    alphas, ``Gram`` being ``m x m`` and ``B`` having ``n_voxels`` columns in all:
+
+    - eigendecomposition: ``E m^3 / 3 + m^2 n_voxels`` (one decomposition, one projection;
+      ``E`` = :data:`EIGH_IN_CHOLESKY`);
+    - Cholesky: ``n_alphas m^3 / 3 + 2 m^2 n_voxels`` (one factorisation per alpha, two
+      triangular solves per voxel).
+
+    Parameters
+    ----------
+    m : int
+        Size of the Gram matrix (``min(n_samples, n_features)``).
+    n_voxels : int
+        Number of voxels (columns of the responses).
+    n_alphas : int
+        Number of distinct alphas the voxels selected.
+    backend : str
+        Cholesky is used on the numpy backend only (the GPU path keeps the eigensolver).
+    decomposition : {"auto", "eigh", "cholesky"}
+        Anything but ``"auto"`` is returned as is (tests, benchmarks).
+
+    Returns
+    -------
+    str
+    """
+    if decomposition not in REFIT_DECOMPOSITIONS:
+        raise ValueError(
+            f"decomposition must be one of {REFIT_DECOMPOSITIONS}, got {decomposition!r}"
+        )
+    if decomposition == "cholesky" and backend != "numpy":
+        raise ValueError(f"the Cholesky refit runs on the numpy backend only, not {backend!r}")
+    if decomposition != "auto":
+        return decomposition
+    if backend != "numpy":
+        return "eigh"
+    cholesky = n_alphas * m / 3 + 2 * n_voxels
+    eigh = EIGH_IN_CHOLESKY * m / 3 + n_voxels
+    return "cholesky" if cholesky < eigh else "eigh"
+
+
+def _refit(
+    gram: _Gram, Y: _Responses, alphas, best, batches, X_test=None, decomposition="auto"
+) -> np.ndarray:
     """Weights on all rows, each voxel with its own alpha, in voxel batches.
 
     With ``X_test``: its predictions instead, ``(X_test right) Z`` per voxel batch, so the
@@ -626,12 +731,20 @@ def _refit(gram: _Gram, Y: _Responses, alphas, best, batches, X_test=None) -> np
     ``n_features`` columns).
     """
     bk = gram.bk
+    if X_test is not None:
+        X_test = np.ascontiguousarray(X_test, dtype=np.float32)
+        if X_test.ndim != 2 or X_test.shape[1] != gram.X.shape[1]:
+            raise ValueError(f"X_test has shape {X_test.shape}, the fit {gram.X.shape[1]} features")
+    chosen = choose_refit_decomposition(
+        gram.gram.shape[0], Y.shape[1], len(np.unique(best)), bk.name, decomposition
+    )
+    if chosen == "cholesky":
+        coef = _refit_cholesky(gram, Y, alphas, best, batches, X_test)
+        if coef is not None:
+            return coef
     left, right, lam = gram.spectrum()
     weights = (1.0 / (lam[None, :] + alphas[:, None])).astype(np.float32)
     if X_test is not None:
-        X_test = np.ascontiguousarray(X_test, dtype=np.float32)
-        if X_test.ndim != 2 or X_test.shape[1] != right.shape[0]:
-            raise ValueError(f"X_test has shape {X_test.shape}, the fit {right.shape[0]} features")
         right = bk.matmul(bk.asarray(X_test), right)  # (n_test, m)
     coef = np.empty((right.shape[0], Y.shape[1]), dtype=np.float32)
     for sl in batches:
@@ -639,6 +752,48 @@ def _refit(gram: _Gram, Y: _Responses, alphas, best, batches, X_test=None) -> np
         Z *= bk.asarray(np.ascontiguousarray(weights[best[sl]].T))
         coef[:, sl] = bk.to_numpy(bk.matmul(right, Z))
         del Z
+    return coef
+
+
+def _refit_cholesky(gram: _Gram, Y: _Responses, alphas, best, batches, X_test=None):
+    """:func:`_refit` by one Cholesky factorisation per selected alpha (numpy backend).
+
+    Dual: ``coef = X^T (K + a I)^-1 Y`` (predictions ``(X_test X^T) (K + a I)^-1 Y``);
+    primal: ``coef = (X^T X + a I)^-1 X^T Y`` (predictions ``X_test coef``). Factorisation and
+    solves in float64, products with ``X`` in float32 as on the eigendecomposition path.
+    Returns None, leaving the Gram untouched, if a factorisation fails (a matrix that is not
+    numerically positive definite); the caller then eigendecomposes.
+    """
+    from scipy.linalg import LinAlgError, cho_factor, cho_solve
+
+    G, X = gram.gram, gram.X
+    m = G.shape[0]
+    if gram.dual:
+        outer = X.T if X_test is None else X_test @ X.T  # (p or n_test, n)
+    else:
+        outer = X_test  # None: the solution is the weights
+    rows = X.shape[1] if X_test is None else X_test.shape[0]
+    coef = np.empty((rows, Y.shape[1]), dtype=np.float32)
+    size = max(sl.stop - sl.start for sl in batches)
+    for index in np.unique(best):
+        cols = np.flatnonzero(best == index)
+        A = G.copy()
+        A.flat[:: m + 1] += float(alphas[index])
+        try:
+            factor = cho_factor(A, overwrite_a=True, check_finite=False)
+        except LinAlgError:
+            return None
+        del A
+        for start in range(0, cols.size, size):
+            part = cols[start : start + size]
+            rhs = Y.Y[:, part] if gram.dual else X.T @ Y.Y[:, part]
+            solution = cho_solve(factor, rhs.astype(np.float64), check_finite=False)
+            if outer is None:
+                coef[:, part] = solution
+            else:
+                coef[:, part] = outer @ solution.astype(np.float32)
+        del factor
+    gram.gram = None  # as the eigendecomposition path does: the refit is the last use
     return coef
 
 

@@ -273,6 +273,7 @@ def fit_forecast(
             backend=fitting["backend"],
             solver=fitting["solver"],
             n_targets_batch=fitting.get("n_targets_batch"),
+            cv_precision=fitting.get("cv_precision", "float64"),
         )
         pred = predict(fit, np.concatenate([designs[s] for s in test]))
         return pearson_r(y_test, pred), np.asarray(fit.cv_scores, dtype=np.float64)

@@ -270,6 +270,7 @@ def fit_trial_model(
         backend=fitting["backend"],
         solver=fitting["solver"],
         n_targets_batch=fitting.get("n_targets_batch"),
+        cv_precision=fitting.get("cv_precision", "float64"),
     )
     pred = predict(fit, x_test)
     return {
