@@ -62,9 +62,14 @@ include: "rules/alignment.smk"
 include: "rules/stacking.smk"
 
 
-# Aggregates and plots: seconds of work on small tables, run by Snakemake itself on the login
-# node rather than queued as cluster jobs (record_config is marked in its rule).
+# Aggregates, plots and maps: seconds of work on small tables and per-voxel score vectors, run
+# by Snakemake itself on the login node rather than queued as cluster jobs, where each would
+# wait in the queue longer than it runs (record_config is marked in its rule).
 localrules:
+    brain_maps,
+    scaling_slope_map_volume,
+    scaling_slope_map_surface,
+    scaling_slope_map_vector,
     summarize_scores,
     plot_scaling,
     plot_brain_map,

@@ -44,11 +44,11 @@ EXPECTED_JOBS = {
     "noise_ceiling": 1,
     "extract_features": 2,
     "fit_encoding_model": 2,  # one per (subject, model, layer); here 1 layer, 1 fraction
-    "brain_maps": 2,  # rules/maps.smk: one per (subject, model)
 }
 #: aggregates and plots: `localrules` (Snakefile), run by Snakemake itself, never submitted
 LOCAL_RULES = {
     "all",
+    "brain_maps",  # one per (subject, model): seconds of work, not worth a queue wait
     "record_config",
     "summarize_scores",
     "plot_scaling",
