@@ -365,7 +365,7 @@ def fit_ridge_cv(
         eigenvalue), so a voxel whose best alphas are near the bottom of the grid may rank
         them differently. The refit on all rows (the weights, the test predictions) is
         float64 either way. On the demo's fits float32 gave the same alpha on every voxel and
-        the same test r (BENCHMARKS.md, *Demo in five minutes*).
+        the same test r (BENCHMARKS.md, *Demo in under five minutes*).
 
     Returns
     -------
