@@ -42,6 +42,7 @@ FITTING = {
     "backend": "numpy",
     "solver": "auto",
     "n_targets_batch": None,
+    "cv_precision": "float32",  # as config/config.yaml gives the demo
 }
 
 
