@@ -112,6 +112,7 @@ def reduced_config(models: Path) -> dict:
     """
     config = tiny_config(models)
     config["datasets"]["tiny"]["simulate"]["n_subjects"] = 1
+    config["datasets"]["tiny"]["simulate"]["audio"] = False  # no speech model here: no recordings
     config["datasets"]["tiny"]["subjects"] = ["sub-01"]
     config["models"] = [m for m in config["models"] if m["name"].startswith("tiny-gpt2")]
     config["banded"] = []  # its bands name a model this config drops
