@@ -787,7 +787,8 @@ def _refit_cholesky(gram: _Gram, Y: _Responses, alphas, best, batches, X_test=No
         for start in range(0, cols.size, size):
             part = cols[start : start + size]
             rhs = Y.Y[:, part] if gram.dual else X.T @ Y.Y[:, part]
-            solution = cho_solve(factor, rhs.astype(np.float64), check_finite=False)
+            rhs = rhs.astype(np.float64)  # a fresh copy: LAPACK may solve in place
+            solution = cho_solve(factor, rhs, overwrite_b=True, check_finite=False)
             if outer is None:
                 coef[:, part] = solution
             else:
